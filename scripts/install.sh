@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install Face-Swap Workbench on a fresh machine.
+#   bash scripts/install.sh          # the library, CLI, notebooks and app
+#   bash scripts/install.sh --test   # + test tools, and (as root with apt) chromium + ffmpeg for browser/video tests
+# torch is pinned so pip does not pull a different build; on a CPU-only machine with a local CPU wheel
+# this is the CPU build. Nothing here downloads model weights.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+if [[ "${1:-}" == "--test" ]]; then
+  extras="[test]"
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # chromium: Playwright drives Debian's browser (never `playwright install`); ffmpeg: ffprobe for export tests.
+    apt-get install -y -qq --no-install-recommends chromium ffmpeg fonts-dejavu-core >/dev/null
+  else
+    echo "note: not root or no apt-get: install chromium and ffmpeg yourself for the browser/ffprobe tests" >&2
+  fi
+fi
+python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
+python3 -m pip install -q --disable-pip-version-check -e ".${extras}"

@@ -1,0 +1,491 @@
+"""Extraction: a video or a folder of photos -> a folder of aligned, self-describing faces.
+
+Order of work per frame (DFL's extractor, minus its manual mode): detect -> 68 landmarks ->
+pick the target face(s) -> (optional) temporal smoothing of the landmarks -> similarity alignment
+-> warp (Lanczos) -> write the face with its metadata. Detection and landmarks, the slow part, run
+in a pool of worker processes (one engine each); alignment and writing happen in order in the parent.
+
+Resumable: each processed frame is journalled in ``<out>/.extract_journal.jsonl``; a re-run skips
+journalled frames, so an interrupted extraction continues where it stopped and faces the user
+deleted while curating are not re-created.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import align
+from .errors import ConfigError, MediaError, WorkbenchError
+from .faceset import FaceMeta, list_face_files, write_aligned_face
+from .fileutil import append_jsonl, atomic_write_json, read_jsonl
+from .images import is_image_path, read_image, to_float, to_uint8, write_image
+from .project import FRAME_INDEX_NAME, FrameEntry, FrameIndex, Project
+from .smoothing import smooth_landmark_track
+
+JOURNAL_NAME = ".extract_journal.jsonl"
+OPTIONS_NAME = ".extract_options.json"
+TARGET_MODES = ("all", "largest", "center")
+# DFL drops faces whose aligned square is > 4x the detector box (likely a bad landmark fit).
+MAX_CROP_TO_BOX_AREA = 4.0
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Options of the extraction stage (DFL defaults: whole_face, 512 px, JPEG quality 90)."""
+
+    engine: str = "dlib"
+    face_type: str = "whole_face"
+    size: int = 512
+    image_format: str = "jpg"
+    jpeg_quality: int = 90
+    min_face: int = 40
+    max_faces: int = 0
+    target: str = "all"
+    reference: str | None = None
+    reference_threshold: float = 0.6
+    rotation_search: bool = False
+    smoothing: float = 0.0
+    every_nth: int = 1
+    workers: int = 2
+    debug: bool = False
+
+    def validate(self) -> ExtractOptions:
+        face_type = align.normalize_face_type(self.face_type)
+        if not 64 <= self.size <= 2048:
+            raise ConfigError(f"face size must be 64..2048, got {self.size}")
+        if self.image_format not in ("jpg", "png"):
+            raise ConfigError(f"image format must be 'jpg' or 'png', got '{self.image_format}'")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"JPEG quality must be 1..100, got {self.jpeg_quality}")
+        if self.target not in TARGET_MODES:
+            raise ConfigError(f"target must be one of {TARGET_MODES}, got '{self.target}'")
+        if not 0.0 <= self.smoothing <= 1.0:
+            raise ConfigError(f"smoothing strength must be 0..1, got {self.smoothing}")
+        if self.every_nth < 1 or self.workers < 0 or self.max_faces < 0 or self.min_face < 1:
+            raise ConfigError("every_nth >= 1, workers >= 0, max_faces >= 0 and min_face >= 1 are required")
+        return ExtractOptions(**{**asdict(self), "face_type": face_type})
+
+
+OPTION_HELP = {
+    "engine": "Face detector + landmark engine: dlib (offline default), dlib_cnn (slower, finds harder faces), "
+    "face_alignment (S3FD + FAN; needs downloaded weights).",
+    "face_type": "How much of the head the aligned crop covers: half, mid_full, full, whole_face (adds forehead), head.",
+    "size": "Side of the aligned face image in pixels (DFL default 512).",
+    "image_format": "jpg (small, DFL default) or png (lossless).",
+    "jpeg_quality": "JPEG quality 1..100 (DFL default 90).",
+    "min_face": "Ignore faces whose detector box is smaller than this many pixels.",
+    "max_faces": "Keep at most this many faces per frame, largest first (0 = all).",
+    "target": "Which faces to keep when several are in frame: all, largest or center.",
+    "reference": "A photo of the person to keep: faces whose identity distance to it is under the threshold.",
+    "reference_threshold": "Identity distance threshold for --reference (dlib's usual 0.6; lower = stricter).",
+    "rotation_search": "Also try the frame rotated by 90/270/180 degrees when no face is found (DFL).",
+    "smoothing": "Temporal smoothing of landmarks across video frames, 0 (off) .. 1 (strong); reduces jitter.",
+    "every_nth": "Process only every n-th video frame.",
+    "workers": "Detection worker processes (0 = in this process).",
+    "debug": "Also write debug images (landmarks, box, crop square) beside the faceset.",
+}
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """What an extraction run did; printed at the end and returned to callers."""
+
+    source: str
+    frames: int
+    frames_processed: int
+    frames_resumed: int
+    faces: int
+    frames_without_face: int
+    skipped: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.0
+    rejected: int = 0
+    identity_distances: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_processed / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        lines = [
+            f"source:              {self.source}",
+            f"frames:              {self.frames} ({self.frames_processed} processed, {self.frames_resumed} already done)",
+            f"faces written:       {self.faces}",
+            f"frames without face: {self.frames_without_face}",
+            f"rejected faces:      {self.rejected} (bad landmark fit or identity mismatch)",
+            f"skipped files:       {len(self.skipped)}",
+            f"time:                {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)",
+        ]
+        lines += [f"  skipped {name}: {why}" for name, why in self.skipped[:20]]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    key: str
+    stem: str
+    index: int
+    timestamp: float | None
+    image: np.ndarray | None  # uint8 RGB; None when unreadable
+    error: str | None = None
+
+
+# ---------------------------------------------------------------- frame sources
+
+
+def _iter_media_frames(media: Path, every_nth: int) -> Iterator[_Frame]:
+    from . import video
+
+    if media.is_dir():
+        files = sorted(p for p in media.iterdir() if p.is_file() and not p.name.startswith("."))
+        for i, path in enumerate(files):
+            if not is_image_path(path):
+                yield _Frame(path.name, path.stem, i, None, None, "not a photo (unsupported file type)")
+                continue
+            try:
+                yield _Frame(path.name, path.stem, i, None, to_uint8(read_image(path)))
+            except MediaError as exc:
+                yield _Frame(path.name, path.stem, i, None, None, exc.message)
+    elif is_image_path(media):
+        yield _Frame(media.name, media.stem, 0, None, to_uint8(read_image(media)))
+    elif video.is_video_path(media):
+        for frame in video.iter_frames(media, step=every_nth):
+            yield _Frame(f"{media.name}#{frame.index}", f"{frame.index:06d}", frame.index, frame.timestamp,
+                         to_uint8(frame.image))
+    else:
+        raise MediaError("unsupported media (neither a video, a photo nor a folder of photos)", media,
+                         "use mp4/mov/mkv/avi/webm videos or jpg/png/webp/bmp/tif photos")
+
+
+# ---------------------------------------------------------------- detection workers
+
+
+@dataclass(frozen=True)
+class _WorkerConfig:
+    engine: str
+    min_face: int
+    max_faces: int
+    target: str
+    rotation_search: bool
+    reference_embedding: tuple[float, ...] | None
+    reference_threshold: float
+
+
+# Set only inside a detection worker process by the pool initializer: that process's own engine.
+_WORKER: Any = None
+
+
+def _init_worker(config: _WorkerConfig) -> None:
+    global _WORKER
+    from . import detect
+
+    _WORKER = (config, detect.load_engine(config.engine))
+
+
+def _detect_one(config: _WorkerConfig, engine: Any, image_u8: np.ndarray) -> list[tuple[Any, float | None]]:
+    from . import detect
+
+    image = to_float(image_u8)
+    faces = detect.detect_faces(image, engine, min_size=config.min_face, rotation_search=config.rotation_search)
+    reference = None if config.reference_embedding is None else np.asarray(config.reference_embedding, np.float32)
+    selected = detect.select_faces(faces, image.shape, mode=config.target, reference=reference,
+                                   threshold=config.reference_threshold, image=image)
+    if config.max_faces:
+        selected = selected[: config.max_faces]
+    return [(s.face, s.distance) for s in selected]
+
+
+def _detect_task(item: tuple[int, np.ndarray]) -> tuple[int, list, str | None]:
+    position, image_u8 = item
+    config, engine = _WORKER
+    try:
+        return position, _detect_one(config, engine, image_u8), None
+    except WorkbenchError as exc:
+        return position, [], exc.message
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def _reference_embedding(options: ExtractOptions) -> tuple[float, ...] | None:
+    if not options.reference:
+        return None
+    from . import identity
+
+    image = read_image(options.reference)
+    return tuple(float(v) for v in identity.reference_embedding(image, engine=options.engine))
+
+
+def _check_previous_options(out_dir: Path, options: ExtractOptions) -> None:
+    path = out_dir / OPTIONS_NAME
+    geometry = {"face_type": options.face_type, "size": options.size}
+    if path.exists() and list_face_files(out_dir):
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+        old = {k: previous.get(k) for k in geometry}
+        if old != geometry and all(v is not None for v in old.values()):
+            raise ConfigError(
+                f"this faceset was extracted as {old['face_type']} at {old['size']} px, not "
+                f"{options.face_type} at {options.size} px",
+                out_dir,
+                "use the same --face-type/--size, or extract into an empty folder",
+            )
+    atomic_write_json(path, asdict(options))
+
+
+def _write_debug(path: Path, image_u8: np.ndarray, faces: list[tuple[Any, np.ndarray]], size: int) -> None:
+    from . import viz
+
+    canvas = to_float(image_u8)
+    for face, mat in faces:
+        canvas = viz.draw_box(canvas, face.box)
+        canvas = viz.draw_landmarks(canvas, face.landmarks)
+        canvas = viz.draw_crop_square(canvas, align.crop_corners(mat, size))
+    write_image(path, canvas, quality=50)
+
+
+def _ordered_detections(frames: list[_Frame], worker_config: _WorkerConfig, workers: int, progress: bool
+                        ) -> Iterator[tuple[_Frame, list, str | None]]:
+    items = [(i, f.image) for i, f in enumerate(frames) if f.image is not None]
+    bar = tqdm(total=len(frames), unit="frame", desc="extract", disable=not progress, smoothing=0.1)
+    if workers > 0 and len(items) > 1:
+        ctx = mp.get_context("spawn")  # never fork a process that may hold torch/CUDA threads
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(worker_config,)) as pool:
+            it = pool.imap(_detect_task, items, chunksize=4)
+            for frame_pos, frame in enumerate(frames):
+                if frame.image is not None:
+                    position, faces, error = next(it)
+                    assert position == frame_pos
+                    yield frame, faces, error
+                else:
+                    yield frame, [], frame.error
+                bar.update(1)
+    else:
+        from . import detect
+
+        engine = detect.load_engine(worker_config.engine)
+        for frame in frames:
+            if frame.image is None:
+                yield frame, [], frame.error
+            else:
+                try:
+                    yield frame, _detect_one(worker_config, engine, frame.image), None
+                except WorkbenchError as exc:
+                    yield frame, [], exc.message
+            bar.update(1)
+    bar.close()
+
+
+def extract_faces(
+    media: str | Path,
+    out_dir: str | Path,
+    options: ExtractOptions = ExtractOptions(),
+    *,
+    frames_dir: str | Path | None = None,
+    debug_dir: str | Path | None = None,
+    source_name: str | None = None,
+    progress: bool = True,
+    batch_frames: int = 256,
+) -> ExtractSummary:
+    """Extract aligned faces from a video, a photo or a folder of photos into ``out_dir``.
+
+    Args:
+        media: video file, photo, or folder of photos.
+        out_dir: faceset folder (created). Faces are named ``<frame>_<face>.jpg``.
+        options: :class:`ExtractOptions`.
+        frames_dir: when given, every frame is also saved there as PNG with a ``frames.json``
+            index (timestamps kept) — the destination side needs them for merging.
+        debug_dir: where debug images go when ``options.debug`` is set.
+        source_name: the name recorded in each face's metadata (default: the media file name).
+        progress: show a progress bar with frames/s.
+
+    Returns:
+        An :class:`ExtractSummary`.
+    """
+    options = options.validate()
+    media = Path(media)
+    if not media.exists():
+        raise MediaError("media not found", media, "check the path")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_previous_options(out_dir, options)
+    journal_path = out_dir / JOURNAL_NAME
+    done = {row["key"]: row for row in read_jsonl(journal_path) if "key" in row}
+    worker_config = _WorkerConfig(options.engine, options.min_face, options.max_faces, options.target,
+                                  options.rotation_search, _reference_embedding(options), options.reference_threshold)
+    # Fail fast (e.g. face_alignment without weights) before spawning workers or decoding video.
+    from . import detect
+
+    detect.load_engine(options.engine)
+    source_name = source_name or media.name
+    if frames_dir is not None:
+        frames_dir = Path(frames_dir)
+        frames_dir.mkdir(parents=True, exist_ok=True)
+    if options.debug:
+        debug_dir = Path(debug_dir) if debug_dir is not None else out_dir.parent / f"{out_dir.name}_debug"
+        debug_dir.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    counts = {"frames": 0, "processed": 0, "resumed": 0, "faces": 0, "empty": 0, "rejected": 0}
+    skipped: list[tuple[str, str]] = []
+    distances: list[float] = []
+    frame_entries: list[FrameEntry] = []
+    frame_shape = (0, 0)
+    track: list[tuple[_Frame, list]] = []  # pending frames for temporal smoothing (single-face tracks)
+
+    def write_faces(frame: _Frame, detections: list, landmarks_override: list[np.ndarray] | None = None) -> None:
+        debug_faces = []
+        written = 0
+        for face_index, (face, distance) in enumerate(detections):
+            landmarks = face.landmarks if landmarks_override is None else landmarks_override[face_index]
+            mat = align.transform_matrix(landmarks, options.size, options.face_type)
+            if _crop_too_large(mat, options, face.box):
+                counts["rejected"] += 1
+                continue
+            # Black outside the frame, as DFL: replicated edge pixels would teach the model fake texture.
+            aligned = align.warp_face(to_float(frame.image), mat, options.size, interpolation="lanczos",
+                                      border="constant")
+            meta = FaceMeta(
+                face_type=options.face_type,
+                size=options.size,
+                landmarks=align.transform_points(landmarks, mat).astype(np.float32),
+                source_landmarks=np.asarray(landmarks, np.float32),
+                face_matrix=mat,
+                source_file=source_name,
+                frame_index=frame.index,
+                face_index=face_index,
+                timestamp=frame.timestamp,
+                source_size=(frame.image.shape[1], frame.image.shape[0]),
+                box=tuple(float(v) for v in face.box),
+                score=float(face.score),
+                detector=face.engine,
+                landmarker=face.engine,
+                identity_distance=distance,
+            )
+            name = f"{frame.stem}_{face_index}.{options.image_format}"
+            write_aligned_face(out_dir / name, aligned, meta, quality=options.jpeg_quality)
+            if distance is not None:
+                distances.append(float(distance))
+            debug_faces.append((face, mat))
+            written += 1
+        if options.debug and detections:
+            _write_debug(Path(debug_dir) / f"{frame.stem}.jpg", frame.image, debug_faces, options.size)
+        counts["faces"] += written
+        if written == 0:
+            counts["empty"] += 1
+        append_jsonl(journal_path, {"key": frame.key, "faces": written})
+
+    def flush_track() -> None:
+        if not track:
+            return
+        stack = np.stack([dets[0][0].landmarks for _, dets in track])
+        times = np.array([f.timestamp if f.timestamp is not None else i / 30.0 for i, (f, _) in enumerate(track)])
+        smoothed = smooth_landmark_track(stack, times, options.smoothing)
+        for (frame, dets), lm in zip(track, smoothed):
+            write_faces(frame, dets, [lm] + [d[0].landmarks for d in dets[1:]])
+        track.clear()
+
+    frame_iter = _iter_media_frames(media, options.every_nth)
+    while True:
+        batch: list[_Frame] = []
+        for frame in frame_iter:
+            counts["frames"] += 1
+            if frame.image is not None:
+                frame_shape = frame.image.shape[:2]
+                if frames_dir is not None:
+                    frame_file = f"{frame.index:06d}.png"
+                    if not (frames_dir / frame_file).exists():
+                        write_image(frames_dir / frame_file, frame.image)
+                    timestamp = frame.timestamp if frame.timestamp is not None else frame.index / 25.0
+                    frame_entries.append(FrameEntry(frame.index, frame_file, float(timestamp)))
+            if frame.key in done:
+                counts["resumed"] += 1
+                continue
+            if frame.image is None:
+                skipped.append((frame.key, frame.error or "unreadable"))
+                continue
+            batch.append(frame)
+            if len(batch) >= batch_frames:
+                break
+        if not batch:
+            break
+        for frame, detections, error in _ordered_detections(batch, worker_config, options.workers, progress):
+            counts["processed"] += 1
+            if error:
+                skipped.append((frame.key, error))
+                continue
+            if options.smoothing > 0 and frame.timestamp is not None:
+                if len(detections) >= 1:
+                    track.append((frame, detections))
+                    continue
+                flush_track()  # a frame without a face ends the track
+            write_faces(frame, detections)
+        if len(batch) < batch_frames:
+            break
+    flush_track()
+
+    if frames_dir is not None and frame_entries:
+        from . import video
+
+        info = video.probe_video(media) if video.is_video_path(media) else None
+        index = FrameIndex(
+            source=source_name,
+            fps=float(info.fps) if info else 25.0,
+            has_audio=bool(info.has_audio) if info else False,
+            width=int(frame_shape[1]),
+            height=int(frame_shape[0]),
+            frames=tuple(sorted(frame_entries, key=lambda e: e.index)),
+        )
+        atomic_write_json(frames_dir / FRAME_INDEX_NAME, index.to_dict())
+    return ExtractSummary(
+        source=str(media),
+        frames=counts["frames"],
+        frames_processed=counts["processed"],
+        frames_resumed=counts["resumed"],
+        faces=counts["faces"],
+        frames_without_face=counts["empty"],
+        skipped=tuple(skipped),
+        seconds=time.perf_counter() - started,
+        rejected=counts["rejected"],
+        identity_distances=tuple(distances),
+    )
+
+
+def _crop_too_large(mat: np.ndarray, options: ExtractOptions, box: tuple[float, float, float, float]) -> bool:
+    """DFL's sanity check for face types up to full: the crop square may not dwarf the detector box."""
+    if options.face_type not in ("half", "mid_full", "full", "full_no_align"):
+        return False
+    corners = align.crop_corners(mat, options.size)
+    side = np.linalg.norm(corners[1] - corners[0])
+    box_area = max((box[2] - box[0]) * (box[3] - box[1]), 1.0)
+    return side * side > MAX_CROP_TO_BOX_AREA * box_area
+
+
+def extract_project(project: Project, side: str, options: ExtractOptions | None = None, *,
+                    progress: bool = True) -> ExtractSummary:
+    """Extract one side of a project: ``media/<side>`` -> ``aligned/<side>`` (+ ``frames/dst`` for dst)."""
+    config = project.read_config()
+    if options is None:
+        options = ExtractOptions(face_type=config.get("face_type", "whole_face"), size=int(config.get("face_size", 512)),
+                                 image_format=config.get("image_format", "jpg"),
+                                 jpeg_quality=int(config.get("jpeg_quality", 90)))
+    media = project.media_path(side)
+    return extract_faces(
+        media,
+        project.aligned_dir(side),
+        options,
+        frames_dir=project.frames_dir if side == "dst" else None,
+        debug_dir=project.debug_dir(side),
+        source_name=project.relative(media),
+        progress=progress,
+    )

@@ -1,0 +1,291 @@
+"""Aligned faces as self-describing image files.
+
+Each aligned face is a PNG or JPEG that carries its own metadata as versioned JSON inside the file:
+a PNG ``iTXt`` chunk or a JPEG comment (COM) segment, both keyed ``workbench``. No pickle, no side
+files: a user can delete, rename or move faces with any file manager and the faceset stays valid.
+A folder scan rebuilds the index; a cached index (``.index.json``) only speeds up re-scans and is
+ignored entry by entry whenever a file's size or modification time changed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from .errors import MetadataError
+from .fileutil import atomic_path, atomic_write_json
+from .images import decode_image_bytes, read_image, to_uint8
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "workbench"
+FACE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+INDEX_NAME = ".index.json"
+
+
+@dataclass(frozen=True)
+class FaceMeta:
+    """Everything known about one aligned face; stored as JSON inside the image file.
+
+    Coordinates: ``landmarks`` are in aligned-face pixels, ``source_landmarks`` and ``box`` in
+    frame pixels, and ``face_matrix`` maps frame pixels to aligned-face pixels.
+    """
+
+    face_type: str
+    size: int
+    landmarks: np.ndarray = field(compare=False, repr=False)
+    source_landmarks: np.ndarray = field(compare=False, repr=False)
+    face_matrix: np.ndarray = field(compare=False, repr=False)
+    source_file: str = ""
+    frame_index: int = 0
+    face_index: int = 0
+    timestamp: float | None = None
+    source_size: tuple[int, int] = (0, 0)
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    score: float = 0.0
+    detector: str = ""
+    landmarker: str = ""
+    identity_distance: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "face_type": self.face_type,
+            "size": int(self.size),
+            "landmarks": np.round(np.asarray(self.landmarks, dtype=np.float64), 3).tolist(),
+            "source_landmarks": np.round(np.asarray(self.source_landmarks, dtype=np.float64), 3).tolist(),
+            "face_matrix": np.asarray(self.face_matrix, dtype=np.float64).tolist(),
+            "source_file": self.source_file,
+            "frame_index": int(self.frame_index),
+            "face_index": int(self.face_index),
+            "timestamp": None if self.timestamp is None else float(self.timestamp),
+            "source_size": [int(v) for v in self.source_size],
+            "box": [float(v) for v in self.box],
+            "score": float(self.score),
+            "detector": self.detector,
+            "landmarker": self.landmarker,
+            "identity_distance": None if self.identity_distance is None else float(self.identity_distance),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: str | Path | None = None) -> FaceMeta:
+        """Build from the stored JSON dict, migrating older schema versions; raises MetadataError."""
+        try:
+            version = int(data.get("schema_version", 0))
+            if version > SCHEMA_VERSION:
+                raise MetadataError(
+                    f"face metadata schema {version} is newer than this workbench supports ({SCHEMA_VERSION})",
+                    path,
+                    "upgrade the workbench package",
+                )
+            landmarks = np.asarray(data["landmarks"], dtype=np.float32)
+            source_landmarks = np.asarray(data["source_landmarks"], dtype=np.float32)
+            matrix = np.asarray(data["face_matrix"], dtype=np.float64)
+            if landmarks.shape != (68, 2) or source_landmarks.shape != (68, 2) or matrix.shape != (2, 3):
+                raise ValueError(
+                    f"bad shapes landmarks {landmarks.shape}, source_landmarks {source_landmarks.shape}, "
+                    f"face_matrix {matrix.shape}"
+                )
+            if not (np.isfinite(landmarks).all() and np.isfinite(matrix).all()):
+                raise ValueError("non-finite coordinates")
+            return cls(
+                face_type=str(data["face_type"]),
+                size=int(data["size"]),
+                landmarks=landmarks,
+                source_landmarks=source_landmarks,
+                face_matrix=matrix,
+                source_file=str(data.get("source_file", "")),
+                frame_index=int(data.get("frame_index", 0)),
+                face_index=int(data.get("face_index", 0)),
+                timestamp=None if data.get("timestamp") is None else float(data["timestamp"]),
+                source_size=tuple(int(v) for v in data.get("source_size", (0, 0))),
+                box=tuple(float(v) for v in data.get("box", (0, 0, 0, 0))),
+                score=float(data.get("score", 0.0)),
+                detector=str(data.get("detector", "")),
+                landmarker=str(data.get("landmarker", "")),
+                identity_distance=None if data.get("identity_distance") is None else float(data["identity_distance"]),
+                schema_version=SCHEMA_VERSION,
+            )
+        except MetadataError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetadataError(
+                f"broken face metadata ({exc.__class__.__name__}: {exc})",
+                path,
+                "re-extract this face or move it out of the faceset",
+            ) from exc
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One aligned face file and its metadata."""
+
+    path: Path
+    meta: FaceMeta
+
+
+@dataclass(frozen=True)
+class FacesetScan:
+    """The result of scanning a folder: valid faces (ordered) and files that could not be used."""
+
+    folder: Path
+    faces: tuple[FaceRecord, ...]
+    broken: tuple[tuple[Path, str], ...]
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+
+def encode_aligned_face(image: np.ndarray, meta: FaceMeta, fmt: str = "jpg", quality: int = 90) -> bytes:
+    """Encode an aligned face image with its metadata embedded; returns the file bytes."""
+    payload = json.dumps({METADATA_KEY: meta.to_dict()}, separators=(",", ":"))
+    img = Image.fromarray(to_uint8(image))
+    buf = io.BytesIO()
+    fmt = fmt.lower().lstrip(".")
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(METADATA_KEY, payload, zip=True)
+        img.save(buf, format="PNG", pnginfo=info, compress_level=1)
+    elif fmt in ("jpg", "jpeg"):
+        img.save(buf, format="JPEG", quality=int(quality), comment=payload.encode("utf-8"))
+    else:
+        raise MetadataError(f"aligned faces are PNG or JPEG, not '{fmt}'", hint="use a .png or .jpg file name")
+    return buf.getvalue()
+
+
+def write_aligned_face(path: str | Path, image: np.ndarray, meta: FaceMeta, quality: int = 90) -> Path:
+    """Write an aligned face with embedded metadata, atomically (format from the suffix)."""
+    path = Path(path)
+    data = encode_aligned_face(image, meta, path.suffix, quality)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def _payload_from_image(img: Image.Image) -> str | None:
+    if img.format == "PNG":
+        text = img.text if hasattr(img, "text") else img.info
+        value = text.get(METADATA_KEY) if text else None
+        return value if isinstance(value, str) else None
+    comment = img.info.get("comment")
+    if isinstance(comment, bytes):
+        return comment.decode("utf-8", errors="replace")
+    return comment
+
+
+def _meta_from_payload(payload: str | None, path: Path) -> FaceMeta:
+    if not payload:
+        raise MetadataError("no workbench metadata in this image", path, "only faces written by `workbench extract` carry it")
+    try:
+        data = json.loads(payload)[METADATA_KEY]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise MetadataError(f"corrupt workbench metadata ({exc})", path, "re-extract this face") from exc
+    return FaceMeta.from_dict(data, path)
+
+
+def read_face_meta(path: str | Path) -> FaceMeta:
+    """Read only the metadata of an aligned face file (no pixel decoding)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            return _meta_from_payload(_payload_from_image(img), path)
+    except MetadataError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MetadataError(f"cannot read aligned face ({exc})", path, "the file is corrupt or not an image") from exc
+
+
+def load_aligned_face(path: str | Path) -> tuple[np.ndarray, FaceMeta]:
+    """Read an aligned face image (RGB float32) and its metadata."""
+    path = Path(path)
+    meta = read_face_meta(path)
+    image = read_image(path)
+    if image.shape[0] != meta.size or image.shape[1] != meta.size:
+        # A user resized the file in an editor: scale the aligned-space geometry to match.
+        factor = image.shape[0] / float(meta.size)
+        meta = FaceMeta(**{**meta.__dict__, "size": image.shape[0],
+                           "landmarks": meta.landmarks * factor,
+                           "face_matrix": meta.face_matrix * factor})
+    return image, meta
+
+
+def decode_aligned_face(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, FaceMeta]:
+    """Decode aligned-face bytes (as produced by :func:`encode_aligned_face`)."""
+    with Image.open(io.BytesIO(data)) as img:
+        meta = _meta_from_payload(_payload_from_image(img), Path(name))
+    return decode_image_bytes(data, name), meta
+
+
+def list_face_files(folder: str | Path) -> list[Path]:
+    """Aligned-face candidate files in a folder (not recursive, hidden files ignored), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in FACE_SUFFIXES and not p.name.startswith("."))
+
+
+def scan_faceset(folder: str | Path, use_cache: bool = True) -> FacesetScan:
+    """Scan a folder of aligned faces; broken files are reported, not fatal.
+
+    The cached index maps file name -> (size, mtime_ns, metadata) and is rewritten atomically after
+    each scan, so deleting, renaming or adding files is always picked up.
+    """
+    folder = Path(folder)
+    index_path = folder / INDEX_NAME
+    cache: dict[str, Any] = {}
+    if use_cache and index_path.exists():
+        try:
+            cache = json.loads(index_path.read_text(encoding="utf-8")).get("files", {})
+        except (json.JSONDecodeError, OSError, AttributeError):
+            cache = {}
+    faces: list[FaceRecord] = []
+    broken: list[tuple[Path, str]] = []
+    new_cache: dict[str, Any] = {}
+    for path in list_face_files(folder):
+        stat = path.stat()
+        key = [stat.st_size, stat.st_mtime_ns]
+        entry = cache.get(path.name)
+        try:
+            if entry is not None and entry.get("key") == key:
+                meta = FaceMeta.from_dict(entry["meta"], path)
+            else:
+                meta = read_face_meta(path)
+        except MetadataError as exc:
+            broken.append((path, exc.message))
+            continue
+        faces.append(FaceRecord(path, meta))
+        new_cache[path.name] = {"key": key, "meta": meta.to_dict()}
+    faces.sort(key=lambda r: (r.meta.source_file, r.meta.frame_index, r.meta.face_index, r.path.name))
+    if use_cache and folder.is_dir() and new_cache != cache:
+        try:
+            atomic_write_json(index_path, {"schema_version": SCHEMA_VERSION, "files": new_cache})
+        except OSError:
+            pass  # a read-only faceset is still usable; the index is only a cache
+    return FacesetScan(folder, tuple(faces), tuple(broken))
+
+
+def replace_meta(meta: FaceMeta, **changes: Any) -> FaceMeta:
+    """Return a copy of ``meta`` with some fields changed (dataclasses.replace for numpy fields)."""
+    values = {**meta.__dict__, **changes}
+    return FaceMeta(**values)
+
+
+def move_to_trash(path: str | Path, trash_dir: str | Path) -> Path:
+    """Move a face file into a trash folder (never delete); returns its new path."""
+    path = Path(path)
+    trash_dir = Path(trash_dir)
+    trash_dir.mkdir(parents=True, exist_ok=True)
+    target = trash_dir / path.name
+    counter = 1
+    while target.exists():
+        target = trash_dir / f"{path.stem}_{counter}{path.suffix}"
+        counter += 1
+    os.replace(path, target)
+    return target

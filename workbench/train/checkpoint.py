@@ -1,0 +1,196 @@
+"""One self-describing checkpoint dict per run, written crash-safely, loadable with ``weights_only=True``.
+
+Layout (schema 1)::
+
+    {"schema_version": 1, "kind": "workbench.train.checkpoint", "workbench_version": "...",
+     "model_config": {...ModelConfig.to_dict()}, "options": {...TrainOptions.to_dict()},
+     "step": int, "pretrain": bool, "saved_at": float,
+     "model": state_dict, "discriminators": {"gan": sd|None, "code": sd|None},
+     "optimizers": {"model": sd, "gan": sd|None, "code": sd|None}, "scaler": sd|None,
+     "rng": {"torch": uint8 tensor, "cuda": [uint8 tensors], "numpy": str, "python": list,
+             "augment": uint8 tensor, "sampler": {...}},
+     "loss_history": [[step, src_loss, dst_loss], ...]  (the last 10 000 steps),
+     "collapse_events": [...]}
+
+Only tensors, numbers, strings, lists and dicts: ``torch.load(path, weights_only=True)`` reads it without
+running any pickled code. The file is written to a temporary name beside the target, flushed to disk and
+renamed over it, so a SIGKILL at any moment leaves either the old or the new complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import TrainingError
+from ..fileutil import atomic_path
+from .options import MODEL_FIELDS
+
+SCHEMA_VERSION = 1
+KIND = "workbench.train.checkpoint"
+LOSS_HISTORY_KEEP = 10_000
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
+    """Write ``checkpoint`` atomically (temp file + fsync + rename + directory fsync)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+    with contextlib.suppress(OSError, AttributeError):  # make the rename itself durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return path
+
+
+def _migrate_v0(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Schema 0 was the first draft (nanoGPT style): ``{model, optimizer, options, iter}``."""
+    from .options import TrainOptions
+
+    options = TrainOptions.from_dict(ckpt["options"])
+    return {
+        "schema_version": 1, "kind": KIND, "workbench_version": ckpt.get("workbench_version", "0"),
+        "model_config": options.model_config().to_dict(), "options": options.to_dict(),
+        "step": int(ckpt.get("iter", 0)), "pretrain": bool(options.pretrain), "saved_at": ckpt.get("saved_at", 0.0),
+        "model": ckpt["model"], "discriminators": {"gan": None, "code": None},
+        "optimizers": {"model": ckpt.get("optimizer"), "gan": None, "code": None}, "scaler": None,
+        "rng": {}, "loss_history": [], "collapse_events": [],
+    }
+
+
+MIGRATIONS = {0: _migrate_v0}
+
+
+def migrate(ckpt: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
+    """Bring an older checkpoint dict to the current schema; a newer one raises TrainingError."""
+    version = ckpt.get("schema_version", 0)
+    if not isinstance(version, int):
+        raise TrainingError(f"checkpoint has an invalid schema_version {version!r}", path)
+    if version > SCHEMA_VERSION:
+        raise TrainingError(
+            f"checkpoint schema {version} is newer than this workbench understands ({SCHEMA_VERSION})", path,
+            "upgrade the workbench package (pip install -U face-swap-workbench) to load it",
+        )
+    while version < SCHEMA_VERSION:
+        try:
+            ckpt = MIGRATIONS[version](ckpt)
+        except KeyError as exc:
+            raise TrainingError(f"checkpoint schema {version} cannot be migrated (missing {exc})", path,
+                                "start a new run; this checkpoint is from an unsupported early version") from exc
+        version = ckpt["schema_version"]
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load and migrate a checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        TrainingError: missing, truncated/corrupt, not a workbench checkpoint, or from a newer schema.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "latest.pt" if (path / "checkpoints").is_dir() else path / "latest.pt"
+    if not path.is_file():
+        raise TrainingError("no checkpoint found", path, "train the model first (it saves checkpoints/latest.pt)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise TrainingError(
+            f"the checkpoint cannot be read ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})", path,
+            f"restore a copy from {path.parent / 'backups'} or start a new run",
+        ) from exc
+    except Exception as exc:  # weights_only refuses pickled objects with an UnpicklingError
+        raise TrainingError(f"not a safe workbench checkpoint ({exc.__class__.__name__})", path,
+                            "only checkpoints written by workbench.train load here") from exc
+    if not isinstance(ckpt, dict) or ("model" not in ckpt):
+        raise TrainingError("this file is not a workbench training checkpoint", path)
+    if ckpt.get("kind", KIND) != KIND:
+        raise TrainingError(f"this file is a {ckpt.get('kind')!r}, not a training checkpoint", path)
+    return migrate(ckpt, path)
+
+
+def config_mismatch(ckpt: dict[str, Any], options: Any) -> list[tuple[str, Any, Any]]:
+    """Model-defining options that differ: [(name, checkpoint value, requested value)]."""
+    from ..models.config import ModelConfig
+
+    stored = ModelConfig.from_dict(ckpt["model_config"])
+    wanted = options.model_config()
+    out = []
+    stored_opts = {"archi": stored.archi_string, "resolution": stored.resolution, "face_type": stored.face_type,
+                   "ae_dims": stored.ae_dims, "e_dims": stored.e_dims, "d_dims": stored.d_dims,
+                   "d_mask_dims": stored.d_mask_dims}
+    wanted_opts = {"archi": wanted.archi_string, "resolution": wanted.resolution, "face_type": wanted.face_type,
+                   "ae_dims": wanted.ae_dims, "e_dims": wanted.e_dims, "d_dims": wanted.d_dims,
+                   "d_mask_dims": wanted.d_mask_dims}
+    for name in MODEL_FIELDS:
+        if stored_opts[name] != wanted_opts[name]:
+            out.append((name, stored_opts[name], wanted_opts[name]))
+    return out
+
+
+def mismatch_error(mismatch: list[tuple[str, Any, Any]], path: str | Path) -> TrainingError:
+    fields = ", ".join(f"{n}: checkpoint {a!r} vs requested {b!r}" for n, a, b in mismatch)
+    flags = " ".join(f"--{n.replace('_', '-')} {a}" for n, a, _ in mismatch)
+    return TrainingError(
+        f"the checkpoint was trained with other model options ({fields})", path,
+        f"resume with the checkpoint's values ({flags}) or start a new run with another --run name",
+    )
+
+
+def check_checkpoint_compatible(path_or_ckpt: str | Path | dict, options: Any) -> dict[str, Any]:
+    """Raise TrainingError naming every model option that differs from the checkpoint's."""
+    if isinstance(path_or_ckpt, dict):
+        ckpt, path = path_or_ckpt, "<checkpoint>"
+    else:
+        ckpt, path = load_checkpoint(path_or_ckpt, mmap=True), path_or_ckpt
+    mismatch = config_mismatch(ckpt, options)
+    if mismatch:
+        raise mismatch_error(mismatch, path)
+    return ckpt
+
+
+def checkpoint_summary(path: str | Path) -> dict[str, Any]:
+    """Small JSON-able facts about a checkpoint (step, options, model config, time) without the weights."""
+    ckpt = load_checkpoint(path, mmap=True)
+    return {k: ckpt.get(k) for k in ("schema_version", "step", "model_config", "options", "pretrain", "saved_at")}
+
+
+def write_backup(latest: str | Path, folder: str | Path, step: int, keep: int) -> Path:
+    """Copy the latest checkpoint to ``folder/step_XXXXXXXX.pt`` and keep only the newest ``keep`` copies."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"step_{step:08d}.pt"
+    with atomic_path(target) as tmp:
+        shutil.copyfile(latest, tmp)
+    backups = sorted(folder.glob("step_*.pt"))
+    for old in backups[:-keep] if keep > 0 else []:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    return target
+
+
+def python_rng_state(state: tuple) -> list:
+    """``random.getstate()`` as nested lists (weights_only-friendly)."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def python_rng_restore(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def now() -> float:
+    return time.time()

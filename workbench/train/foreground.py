@@ -1,0 +1,103 @@
+"""Running a trainer on a run folder inside this process (the CLI's foreground mode and ``python -m workbench.train``)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..errors import WorkbenchError
+from .runs import RunConfig, RunLock, prepare_run, read_run_config, write_status
+from .trainer import Callback, DistContext, Trainer, TrainResult
+from .writer import ProgressLine, RunDirWriter
+
+
+def _install_stop_signals(trainer: Trainer) -> list[tuple[int, Any]]:
+    """SIGTERM (and SIGHUP) ask the trainer to save and stop instead of dying mid-step."""
+    previous = []
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous.append((sig, signal.signal(sig, lambda *_: trainer.request_stop())))
+    return previous
+
+
+def run_config(run_dir: str | Path, config: RunConfig, *, progress: bool = False,
+               callbacks: list[Callback] | None = None, loss_hook: Any = None) -> TrainResult:
+    """Train on ``run_dir`` with an already written config (holds the run lock; rank 0 writes the folder)."""
+    run_dir = Path(run_dir)
+    dctx = DistContext.from_env(config.options.device)
+    lock = RunLock(run_dir) if dctx.is_main else None
+    if lock is not None:
+        lock.acquire()  # raises TrainingError when another trainer holds the folder: its status stays untouched
+    try:
+        cbs: list[Callback] = []
+        if dctx.is_main:
+            cbs.append(RunDirWriter(run_dir, config.max_steps))
+            if progress:
+                cbs.append(ProgressLine())
+        cbs += list(callbacks or [])
+        try:
+            trainer = Trainer(config.options, config.src_dir, config.dst_dir, run_dir=run_dir, callbacks=cbs,
+                              pretrained=config.pretrained, loss_hook=loss_hook, dist_context=dctx)
+        except BaseException as exc:
+            if dctx.is_main:
+                write_status(run_dir, {"state": "error", "step": 0, "pid": None, "started": time.time(),
+                                       "last_error": f"{type(exc).__name__}: {exc}"})
+            raise
+        previous = _install_stop_signals(trainer)
+        try:
+            return trainer.run(steps=config.max_steps, seconds=config.max_seconds)
+        finally:
+            for sig, handler in previous:
+                signal.signal(sig, handler)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def train(run_dir: str | Path, options: Any, *, src: str | Path | None = None, dst: str | Path | None = None,
+          steps: int | None = None, seconds: float | None = None, pretrained: str | Path | None = None,
+          progress: bool = True, callbacks: list[Callback] | None = None) -> TrainResult:
+    """Train in this process (blocking) with the full run-folder protocol; the foreground twin of ``start``.
+
+    Args as :func:`workbench.train.start`; ``progress`` prints DFL's console line to stderr.
+    """
+    config = prepare_run(run_dir, options, src=src, dst=dst, pretrained=pretrained, max_steps=steps,
+                         max_seconds=seconds)
+    return run_config(run_dir, config, progress=progress, callbacks=callbacks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workbench.train RUN_DIR``: the background trainer's entry point (also under torchrun)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m workbench.train",
+                                     description="Train on a run folder prepared by workbench.train.start().")
+    parser.add_argument("run_dir")
+    parser.add_argument("--progress", action="store_true", help="print a progress line to stderr")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    try:
+        config = read_run_config(run_dir)
+    except WorkbenchError as exc:
+        write_status(run_dir, {"state": "error", "step": 0, "pid": None, "last_error": str(exc)})
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run_config(run_dir, config, progress=args.progress)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    print(f"training {result.state} at step {result.step} ({result.steps_run} steps in {result.seconds:.1f} s)",
+          file=sys.stderr)
+    return 0 if result.state in ("stopped", "finished") else 1

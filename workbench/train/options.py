@@ -1,0 +1,324 @@
+"""Training options: one frozen dataclass, a one-line explanation per option, presets and validation.
+
+The defaults are DeepFaceLab's SAEHD defaults (reference constants §5); :data:`PRESETS` holds the three
+starting points (``tiny`` for demos and tests, ``quick`` = Quick96, ``saehd`` = SAEHD). Options travel as
+plain JSON (``to_dict``/``from_dict``), never pickle.
+
+Example:
+    >>> opts = preset("tiny", batch_size=4)
+    >>> TrainOptions.from_dict(opts.to_dict()) == opts
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ConfigError
+
+ARCHI_RE = re.compile(r"^(df|liae)(-[udtc]*)?$")
+FACE_TYPES = ("half", "mid_full", "full", "whole_face", "head")
+OPTIMIZERS = ("adabelief", "adam", "rmsprop")
+CT_MODES = ("none", "rct", "lct", "mkl", "idt", "sot")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+# Options that define the network's shape: a checkpoint only loads into a model with the same values.
+MODEL_FIELDS = ("archi", "resolution", "face_type", "ae_dims", "e_dims", "d_dims", "d_mask_dims")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that controls a training run (model shape + optimisation + bookkeeping).
+
+    Defaults are DFL SAEHD's. ``OPTION_HELP[name]`` explains each field in one line.
+    """
+
+    # --- model (fixed for the life of a run) ---
+    archi: str = "liae-ud"
+    resolution: int = 128
+    face_type: str = "full"
+    ae_dims: int = 256
+    e_dims: int = 64
+    d_dims: int = 64
+    d_mask_dims: int = 22
+    # --- data and augmentation ---
+    batch_size: int = 8
+    masked_training: bool = True
+    eyes_mouth_prio: bool = False
+    uniform_yaw: bool = False
+    blur_out_mask: bool = False
+    random_warp: bool = True
+    random_hsv_power: float = 0.0
+    ct_mode: str = "none"
+    random_src_flip: bool = False
+    random_dst_flip: bool = True
+    loader_workers: int = 2
+    # --- optimisation ---
+    optimizer: str = "adabelief"
+    lr: float = 5e-5
+    lr_dropout: float = 1.0
+    lr_cos_period: int = 0
+    clipgrad: bool = False
+    warmup_steps: int = 0
+    gan_power: float = 0.0
+    gan_patch_size: int = 0
+    gan_dims: int = 16
+    true_face_power: float = 0.0
+    face_style_power: float = 0.0
+    bg_style_power: float = 0.0
+    progressive: bool = False
+    progressive_stage_steps: int = 2000
+    pretrain: bool = False
+    # --- runtime ---
+    precision: str = "fp32"
+    channels_last: bool = True
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+    # --- bookkeeping ---
+    preview_every: int = 500
+    save_every_seconds: float = 1500.0
+    save_every_steps: int = 0
+    target_steps: int = 0
+    autobackup_every: int = 0
+    autobackup_keep: int = 24
+    metrics_every: int = 500
+    metrics_samples: int = 4
+    collapse_patience: int = 3
+    status_every_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # ----- derived values -----
+    @property
+    def is_df(self) -> bool:
+        return self.archi.split("-")[0] == "df"
+
+    @property
+    def archi_letters(self) -> str:
+        parts = self.archi.split("-", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+    @property
+    def effective_gan_patch_size(self) -> int:
+        """DFL default for ``gan_patch_size`` 0: resolution // 8."""
+        return self.gan_patch_size or max(3, self.resolution // 8)
+
+    def effective(self) -> TrainOptions:
+        """The options the trainer really uses: pretraining forces DFL's pretrain settings (§3.6)."""
+        if not self.pretrain:
+            return self
+        return dataclasses.replace(
+            self, random_warp=False, random_src_flip=True, random_dst_flip=True, gan_power=0.0,
+            random_hsv_power=0.0, face_style_power=0.0, bg_style_power=0.0, true_face_power=0.0,
+            lr_dropout=1.0, lr_cos_period=0, uniform_yaw=True,
+        )
+
+    def model_dict(self) -> dict[str, Any]:
+        """The model-defining options only (what a checkpoint must match)."""
+        return {name: getattr(self, name) for name in MODEL_FIELDS}
+
+    def model_config(self):
+        """Build the :class:`workbench.models.ModelConfig` for these options."""
+        from ..models.config import ModelConfig
+
+        try:
+            return ModelConfig.from_archi_string(
+                self.archi, resolution=self.resolution, face_type=self.face_type, ae_dims=self.ae_dims,
+                e_dims=self.e_dims, d_dims=self.d_dims, d_mask_dims=self.d_mask_dims,
+            )
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid model options: {exc}") from exc
+
+    def replace(self, **changes: Any) -> TrainOptions:
+        """A copy with some options changed (validated); unknown names raise ConfigError."""
+        unknown = sorted(set(changes) - set(OPTION_HELP))
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}",
+                              hint=f"valid options: {', '.join(OPTION_HELP)}")
+        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
+
+    # ----- JSON -----
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainOptions:
+        """Inverse of :meth:`to_dict`; unknown keys or wrong types raise ConfigError."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"training options must be a JSON object, not {type(data).__name__}")
+        unknown = sorted(set(data) - set(OPTION_HELP))
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}",
+                              hint="remove them from config.json or upgrade the workbench")
+        return cls(**{k: _coerce(k, v) for k, v in data.items()})
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(TrainOptions)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check/convert one JSON value to the option's type (ints accepted for floats, not vice versa)."""
+    kind = _FIELD_TYPES[name]
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("y", "yes", "true", "1", "n", "no", "false", "0"):
+            return value.lower() in ("y", "yes", "true", "1")
+        raise ConfigError(f"option {name} must be true/false, not {value!r}")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"option {name} must be a whole number, not {value!r}")
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"option {name} must be a number, not {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"option {name} must be text, not {value!r}")
+    return value
+
+
+OPTION_HELP: MappingProxyType = MappingProxyType({
+    "archi": "Network family and letters: 'df' (one inter, two decoders) or 'liae' (two inters, one decoder) plus -u (pixel-norm), -d (double output res), -t (deeper), e.g. liae-ud.",
+    "resolution": "Side of the square face the model sees, in pixels (multiple of 16; of 32 with 'd'); cost grows with its square.",
+    "face_type": "How much of the head the model sees: half, mid_full, full, whole_face or head (facesets of another type are re-cropped).",
+    "ae_dims": "Width of the bottleneck code (autoencoder dims); more keeps more identity/expression detail but costs memory.",
+    "e_dims": "Base channel count of the encoder's convolutions (DFL e_dims).",
+    "d_dims": "Base channel count of the image decoder (DFL d_dims).",
+    "d_mask_dims": "Base channel count of the mask decoder (DFL d_mask_dims, default d_dims//3 made even).",
+    "batch_size": "Faces per side per step; larger is smoother and faster per face but needs more memory.",
+    "masked_training": "Compute the image losses only inside the (blurred) face mask, so the background is not learned.",
+    "eyes_mouth_prio": "Add a strong L1 loss on the eyes and mouth so these details sharpen earlier.",
+    "uniform_yaw": "Sample faces evenly over head yaw (128 bins) so rare profile views are seen as often as frontal ones.",
+    "blur_out_mask": "Replace the background of targets by a blur of the face's surroundings so the mask edge carries no hard background detail.",
+    "random_warp": "Elastically warp the network input (not the target) so the model learns faces instead of memorising pixels; turn off only to polish.",
+    "random_hsv_power": "Randomly shift hue/saturation/brightness of src inputs by up to this amount (0..0.3) for colour robustness.",
+    "ct_mode": "Colour-transfer each src face toward a random dst face before training: none, rct, lct, mkl, idt or sot.",
+    "random_src_flip": "Mirror src faces at random (40%) to double pose variety; may hurt asymmetric faces.",
+    "random_dst_flip": "Mirror dst faces at random (40%).",
+    "loader_workers": "Threads that decode face files (0 = decode in the training thread).",
+    "optimizer": "Update rule: adabelief (DFL default), adam or rmsprop (Quick96).",
+    "lr": "Learning rate (step size of every update); DFL uses 5e-5.",
+    "lr_dropout": "Probability that each weight's update is kept per step (DFL lr_dropout=y is 0.3; 1.0 = off); use late in training.",
+    "lr_cos_period": "Period in steps of a cosine learning-rate cycle (DFL uses 500 with lr_dropout; 0 = off).",
+    "clipgrad": "Clip the global gradient norm at 1.0 to soften loss spikes (DFL clipgrad).",
+    "warmup_steps": "Ramp the learning rate linearly from 0 over this many steps (0 = off).",
+    "gan_power": "Weight of the adversarial loss from a U-Net patch discriminator (DFL suggests 0.1); sharpens, risks artefacts.",
+    "gan_patch_size": "Receptive field of the GAN discriminator in pixels (0 = resolution//8).",
+    "gan_dims": "Base channel count of the GAN discriminator.",
+    "true_face_power": "DF only: weight of a code discriminator that pushes src codes toward dst codes for a more src-like swap (0..1).",
+    "face_style_power": "Weight (0..100) of a style loss pulling the swapped face's colours/lighting toward the dst face.",
+    "bg_style_power": "Weight (0..100) of a loss pulling the swapped face's surroundings toward the dst background.",
+    "progressive": "Coarse-to-fine schedule: train first on low-resolution versions of the samples, raising the effective resolution in stages.",
+    "progressive_stage_steps": "Steps per progressive stage (res/4, res/2, then full resolution).",
+    "pretrain": "Pretraining on a generic faceset: forces flips and uniform yaw on, warp/GAN/styles off; switching it off re-initialises the inters and resets the step.",
+    "precision": "Number format for the forward pass: fp32, bf16 or fp16 autocast (fp16 uses a gradient scaler).",
+    "channels_last": "Store activations as NHWC, usually faster for convolutions on CPUs and tensor cores.",
+    "compile": "Compile the model with torch.compile (slow start, faster steps on GPU).",
+    "device": "Where to train: auto (CUDA if present), cpu, cuda, cuda:N or mps.",
+    "seed": "Seed of every random choice (weights, sampling, augmentation) so runs are reproducible.",
+    "preview_every": "Write a preview grid every this many steps (0 = only on request).",
+    "save_every_seconds": "Save a checkpoint every this many seconds (DFL: 25 minutes; 0 = off).",
+    "save_every_steps": "Also save every this many steps (0 = off).",
+    "target_steps": "Stop (state finished) after this many steps (0 = train until stopped).",
+    "autobackup_every": "Copy the checkpoint into a rotating backup every this many steps (0 = off).",
+    "autobackup_keep": "How many rotating backups to keep.",
+    "metrics_every": "Compute SSIM/PSNR on the held-out faces every this many steps (0 = off).",
+    "metrics_samples": "Faces per side held out of training for objective metrics (fewer if the faceset is small).",
+    "collapse_patience": "Non-finite losses in a row after which the trainer rolls back to the last good checkpoint.",
+    "status_every_seconds": "How often status.json is rewritten.",
+})
+
+
+def validate(o: TrainOptions) -> None:
+    """Raise ConfigError for any out-of-range or inconsistent option."""
+    def bad(name: str, why: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(f"option {name}={getattr(o, name)!r}: {why}", hint=hint or OPTION_HELP[name])
+
+    for f in fields(o):
+        value = getattr(o, f.name)
+        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[f.type]
+        if not isinstance(value, expected) or (f.type in ("int", "float") and isinstance(value, bool)):
+            raise ConfigError(f"option {f.name} has type {type(value).__name__}, expected {f.type}")
+    if not ARCHI_RE.match(o.archi):
+        raise bad("archi", "must be df or liae plus optional -letters from u, d, t, c", "e.g. liae-ud, df-ud, df")
+    step = 32 if "d" in o.archi_letters else 16
+    if not (32 <= o.resolution <= 640) or o.resolution % step:
+        nearest = min(640, max(32, (o.resolution // step) * step))
+        raise bad("resolution", f"must be a multiple of {step} between 32 and 640", f"try {nearest}")
+    if o.face_type not in FACE_TYPES:
+        raise bad("face_type", f"must be one of {', '.join(FACE_TYPES)}")
+    for name, lo, hi in (("ae_dims", 8, 1024), ("e_dims", 4, 256), ("d_dims", 4, 256), ("d_mask_dims", 4, 256),
+                         ("batch_size", 1, 512), ("gan_dims", 4, 512), ("loader_workers", 0, 64),
+                         ("autobackup_keep", 1, 1000), ("collapse_patience", 1, 1000),
+                         ("progressive_stage_steps", 1, 10_000_000)):
+        if not lo <= getattr(o, name) <= hi:
+            raise bad(name, f"must be in {lo}..{hi}")
+    if o.gan_patch_size and not 3 <= o.gan_patch_size <= 640:
+        raise bad("gan_patch_size", "must be 0 (automatic) or in 3..640")
+    for name in ("warmup_steps", "preview_every", "save_every_steps", "target_steps", "autobackup_every",
+                 "metrics_every", "metrics_samples", "lr_cos_period", "seed"):
+        if getattr(o, name) < 0:
+            raise bad(name, "must not be negative")
+    for name in ("save_every_seconds", "status_every_seconds"):
+        if getattr(o, name) < 0:
+            raise bad(name, "must not be negative")
+    if o.optimizer not in OPTIMIZERS:
+        raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    if not 0 < o.lr <= 1:
+        raise bad("lr", "must be in (0, 1]")
+    if not 0 < o.lr_dropout <= 1:
+        raise bad("lr_dropout", "keep probability must be in (0, 1]", "use 0.3 for DFL's lr_dropout=y, 1.0 for off")
+    if not 0 <= o.random_hsv_power <= 0.3:
+        raise bad("random_hsv_power", "must be in 0..0.3")
+    if o.ct_mode not in CT_MODES:
+        raise bad("ct_mode", f"must be one of {', '.join(CT_MODES)}")
+    if not 0 <= o.gan_power <= 5:
+        raise bad("gan_power", "must be in 0..5")
+    if not 0 <= o.true_face_power <= 1:
+        raise bad("true_face_power", "must be in 0..1")
+    if o.true_face_power and not o.is_df:
+        raise bad("true_face_power", "works only with the DF architecture", "set it to 0 or use archi df-...")
+    for name in ("face_style_power", "bg_style_power"):
+        if not 0 <= getattr(o, name) <= 100:
+            raise bad(name, "must be in 0..100")
+    if o.precision not in PRECISIONS:
+        raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+    if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", o.device):
+        raise bad("device", "must be auto, cpu, mps, cuda or cuda:N")
+    if o.optimizer == "adam" and o.lr_dropout < 1.0:
+        raise bad("lr_dropout", "works with the adabelief and rmsprop optimisers only",
+                  "use optimizer adabelief/rmsprop, or lr_dropout 1.0")
+    o.model_config()  # the architecture's own rules (even dims, resolution multiple, ...)
+
+
+PRESETS: MappingProxyType = MappingProxyType({
+    # Small enough to learn two faces visibly within minutes on a 2-core CPU (demo, notebooks, tests).
+    "tiny": TrainOptions(
+        archi="df-ud", resolution=64, face_type="full", ae_dims=128, e_dims=24, d_dims=24, d_mask_dims=16,
+        batch_size=8, optimizer="adam", lr=3e-4, warmup_steps=20, preview_every=50, metrics_every=50,
+        save_every_seconds=120.0, metrics_samples=4,
+    ),
+    # DFL Quick96: df-ud, 96 px full face, 128/64/64/16, batch 4, RMSprop 2e-4 with lr_dropout 0.3.
+    "quick": TrainOptions(
+        archi="df-ud", resolution=96, face_type="full", ae_dims=128, e_dims=64, d_dims=64, d_mask_dims=16,
+        batch_size=4, optimizer="rmsprop", lr=2e-4, lr_dropout=0.3, preview_every=200, metrics_every=200,
+    ),
+    # DFL SAEHD defaults: liae-ud, 128 px full face, 256/64/64/22, batch 8, AdaBelief 5e-5.
+    "saehd": TrainOptions(),
+})
+
+
+def preset(name: str, **overrides: Any) -> TrainOptions:
+    """A preset's options with some changed, e.g. ``preset("tiny", batch_size=4)``."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'", hint=f"choose one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

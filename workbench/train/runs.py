@@ -1,0 +1,525 @@
+"""The run folder: the only interface between a background trainer and anyone who watches it.
+
+Layout of ``RUN`` (usually ``PROJECT/models/<name>``)::
+
+    config.json           options + faceset paths (written by the launcher)
+    status.json           replaced atomically: state, step, it/s, losses, ETA, last save/error, pid, ...
+    metrics.jsonl         append-only: training losses and held-out SSIM/PSNR over time
+    previews/latest.png   preview grid, plus a history previews/step_000500.png
+    checkpoints/latest.pt checkpoint (temp file + rename); checkpoints/backups/ rotating autobackups
+    commands/             drop a file named pause, resume, save, preview or stop; the trainer deletes it
+    trainer.log           the background process's stdout/stderr (for humans; never parsed)
+    trainer.lock          held (flock) by the live trainer, so a second start is refused
+
+Readers here never parse logs and never import torch, so a UI can poll them cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import TrainingError
+from ..fileutil import atomic_write_json, read_jsonl
+
+CONFIG_NAME = "config.json"
+STATUS_NAME = "status.json"
+METRICS_NAME = "metrics.jsonl"
+LOG_NAME = "trainer.log"
+LOCK_NAME = "trainer.lock"
+PREVIEWS_DIR = "previews"
+CHECKPOINTS_DIR = "checkpoints"
+COMMANDS_DIR = "commands"
+LATEST_CKPT = "latest.pt"
+BACKUPS_DIR = "backups"
+CONFIG_SCHEMA_VERSION = 1
+
+COMMANDS = ("pause", "resume", "save", "preview", "stop")
+STATES = ("new", "starting", "running", "paused", "saving", "stopped", "error", "finished")
+ACTIVE_STATES = frozenset({"starting", "running", "paused", "saving"})
+
+
+# ----------------------------------------------------------------------------------------------
+# paths
+# ----------------------------------------------------------------------------------------------
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """``RUN/checkpoints/latest.pt``."""
+    return Path(run_dir) / CHECKPOINTS_DIR / LATEST_CKPT
+
+
+def backups_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS_DIR / BACKUPS_DIR
+
+
+def default_facesets(run_dir: str | Path) -> tuple[Path, Path] | None:
+    """``PROJECT/aligned/src`` and ``aligned/dst`` when ``run_dir`` is ``PROJECT/models/<name>``."""
+    run_dir = Path(run_dir).resolve()
+    root = run_dir.parent.parent
+    if run_dir.parent.name == "models" and (root / "workbench.json").is_file():
+        return root / "aligned" / "src", root / "aligned" / "dst"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# config.json
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunConfig:
+    """What the launcher tells the trainer: options, faceset folders and session limits."""
+
+    options: Any  # TrainOptions (kept untyped here so this module does not import torch)
+    src_dir: Path
+    dst_dir: Path
+    pretrained: Path | None = None
+    max_steps: int | None = None
+    max_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": CONFIG_SCHEMA_VERSION,
+            "options": self.options.to_dict(),
+            "src_dir": str(self.src_dir),
+            "dst_dir": str(self.dst_dir),
+            "pretrained": None if self.pretrained is None else str(self.pretrained),
+            "max_steps": self.max_steps,
+            "max_seconds": self.max_seconds,
+            "written": time.time(),
+        }
+
+
+def write_run_config(run_dir: str | Path, config: RunConfig) -> Path:
+    """Write ``RUN/config.json`` atomically."""
+    return atomic_write_json(Path(run_dir) / CONFIG_NAME, config.to_dict())
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """Read ``RUN/config.json``; raises TrainingError (missing/corrupt) or ConfigError (bad options)."""
+    from .options import TrainOptions
+
+    path = Path(run_dir) / CONFIG_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise TrainingError("the run folder has no config.json", path.parent,
+                            "start runs with `workbench train` or workbench.train.start()") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"cannot read config.json ({exc})", path, "fix or delete the file") from exc
+    version = int(data.get("schema_version", 0))
+    if version > CONFIG_SCHEMA_VERSION:
+        raise TrainingError(f"config.json has schema {version}, newer than this workbench ({CONFIG_SCHEMA_VERSION})",
+                            path, "upgrade the workbench package")
+    return RunConfig(
+        options=TrainOptions.from_dict(data.get("options", {})),
+        src_dir=Path(data["src_dir"]), dst_dir=Path(data["dst_dir"]),
+        pretrained=Path(data["pretrained"]) if data.get("pretrained") else None,
+        max_steps=data.get("max_steps"), max_seconds=data.get("max_seconds"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# status.json
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunStatus:
+    """A snapshot of ``status.json`` plus whether the trainer process is alive.
+
+    ``state`` is what the trainer last wrote (new|starting|running|paused|saving|stopped|error|finished);
+    ``stale`` is True when it claims to be active but its process is gone (killed, crashed machine).
+    """
+
+    run_dir: Path
+    state: str = "new"
+    step: int = 0
+    target_steps: int = 0
+    it_per_s: float = 0.0
+    losses: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    eta_seconds: float | None = None
+    last_save_step: int | None = None
+    last_save_time: float | None = None
+    last_error: str | None = None
+    pid: int | None = None
+    alive: bool = False
+    collapse_events: tuple = ()
+    metrics: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    effective_resolution: int | None = None
+    device: str | None = None
+    preview_step: int | None = None
+    started: float | None = None
+    updated: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def stale(self) -> bool:
+        """The file says the trainer is active but no process holds the run."""
+        return self.state in ACTIVE_STATES and not self.alive
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES and self.alive
+
+    def summary(self) -> str:
+        """One human line, e.g. for a CLI or a Gradio label."""
+        state = "crashed (process gone)" if self.stale else self.state
+        parts = [f"{self.name}: {state}", f"step {self.step}"]
+        if self.target_steps:
+            parts[-1] += f"/{self.target_steps}"
+        if self.it_per_s:
+            parts.append(f"{self.it_per_s:.2f} it/s")
+        parts += [f"{k} {v:.4f}" for k, v in self.losses.items() if isinstance(v, (int, float))]
+        if self.eta_seconds:
+            parts.append(f"ETA {_fmt_seconds(self.eta_seconds)}")
+        if self.last_error:
+            parts.append(f"error: {self.last_error.splitlines()[0]}")
+        return ", ".join(parts)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
+    """Replace ``status.json`` atomically (called by the trainer)."""
+    atomic_write_json(Path(run_dir) / STATUS_NAME, {**status, "updated": time.time()})
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    # The writer renames a complete file into place, so a read sees the old or the new version; a
+    # retry covers the rare platform (Windows) where the rename briefly makes the file unreadable.
+    for _ in range(3):
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError):
+            time.sleep(0.02)
+    return None
+
+
+def read_status(run_dir: str | Path) -> RunStatus:
+    """Read ``RUN/status.json`` (state "new" when there is none yet)."""
+    run_dir = Path(run_dir)
+    data = _read_json(run_dir / STATUS_NAME) or {}
+    running_pid = trainer_pid(run_dir)
+    pid = data.get("pid")
+    known = {f for f in RunStatus.__dataclass_fields__}
+    values = {k: v for k, v in data.items() if k in known and k not in ("run_dir", "alive")}
+    values["losses"] = MappingProxyType(dict(values.get("losses") or {}))
+    values["metrics"] = MappingProxyType(dict(values.get("metrics") or {}))
+    values["collapse_events"] = tuple(values.get("collapse_events") or ())
+    alive = running_pid is not None or (pid is not None and _lock_unsupported() and _pid_alive(pid))
+    return RunStatus(run_dir=run_dir, alive=alive, **values)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """All rows of ``RUN/metrics.jsonl`` (a truncated last line from a crash is skipped)."""
+    return read_jsonl(Path(run_dir) / METRICS_NAME)
+
+
+def latest_preview(run_dir: str | Path) -> Path | None:
+    """``RUN/previews/latest.png`` if it exists."""
+    path = Path(run_dir) / PREVIEWS_DIR / "latest.png"
+    return path if path.is_file() else None
+
+
+def preview_history(run_dir: str | Path) -> list[Path]:
+    """The saved preview grids ``previews/step_*.png``, oldest first."""
+    return sorted((Path(run_dir) / PREVIEWS_DIR).glob("step_*.png"))
+
+
+def list_runs(project: Any) -> list[RunStatus]:
+    """Status of every run folder under ``PROJECT/models`` (a Project, a project folder or a models folder)."""
+    models = Path(getattr(project, "models_dir", project))
+    if not models.name == "models" and (models / "models").is_dir():
+        models = models / "models"
+    if not models.is_dir():
+        return []
+    runs = [p for p in sorted(models.iterdir()) if p.is_dir() and ((p / CONFIG_NAME).exists() or (p / STATUS_NAME).exists())]
+    return [read_status(p) for p in runs]
+
+
+# ----------------------------------------------------------------------------------------------
+# commands
+# ----------------------------------------------------------------------------------------------
+def send_command(run_dir: str | Path, name: str) -> Path:
+    """Drop a command file (pause, resume, save, preview, stop) for the trainer to pick up.
+
+    The trainer polls ``RUN/commands/`` between steps, acts on the files in the order they were
+    written and deletes them. Works whether or not the trainer is running (it acts on start).
+    """
+    if name not in COMMANDS:
+        raise TrainingError(f"unknown trainer command '{name}'", hint=f"use one of {', '.join(COMMANDS)}")
+    folder = Path(run_dir) / COMMANDS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    atomic_write_json(path, {"command": name, "sent": time.time()})
+    return path
+
+
+def take_commands(run_dir: str | Path) -> list[str]:
+    """Pop the pending commands, oldest first (used by the trainer). Unknown files are removed."""
+    folder = Path(run_dir) / COMMANDS_DIR
+    if not folder.is_dir():
+        return []
+    entries = []
+    for path in folder.iterdir():
+        if path.name.startswith("."):
+            continue  # a temp file of an atomic write in progress
+        with contextlib.suppress(FileNotFoundError):
+            entries.append((path.stat().st_mtime_ns, path.name, path))
+    names = []
+    for _, name, path in sorted(entries):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        command = name.rsplit("_", 1)[-1].rsplit(".", 1)[0]  # "pause", "123_pause" or "pause.txt"
+        if command in COMMANDS:
+            names.append(command)
+    return names
+
+
+# ----------------------------------------------------------------------------------------------
+# the live-trainer lock
+# ----------------------------------------------------------------------------------------------
+def _lock_unsupported() -> bool:
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False  # a zombie: finished, waiting to be reaped
+    return True
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held by the trainer for its lifetime.
+
+    It is an OS file lock (``flock``), so the kernel releases it when the process dies, even by
+    SIGKILL; a stale pid in status.json can never block a new start.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:
+            pass
+        except OSError as exc:
+            os.close(fd)
+            pid = trainer_pid(self.path.parent)
+            raise TrainingError(
+                f"a trainer is already running on this run folder (pid {pid})", self.path.parent,
+                "stop it first (workbench train-cmd PROJECT stop, or send_command(run_dir, 'stop')), or use another --run name",
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def trainer_pid(run_dir: str | Path) -> int | None:
+    """The pid of the live trainer holding ``run_dir``, or None when no trainer holds it."""
+    path = Path(run_dir) / LOCK_NAME
+    if not path.exists():
+        return None
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): fall back on the pid written in status.json
+        data = _read_json(Path(run_dir) / STATUS_NAME) or {}
+        pid = data.get("pid")
+        return pid if pid and data.get("state") in ACTIVE_STATES and _pid_alive(pid) else None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            text = path.read_text().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------------
+# launching
+# ----------------------------------------------------------------------------------------------
+class TrainerHandle:
+    """A background trainer started by :func:`start`. The run folder remains the interface."""
+
+    def __init__(self, run_dir: Path, process: subprocess.Popen):
+        self.run_dir = run_dir
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to end; returns its exit code (raises subprocess.TimeoutExpired)."""
+        return self.process.wait(timeout)
+
+    def status(self) -> RunStatus:
+        return read_status(self.run_dir)
+
+    def send(self, command: str) -> Path:
+        return send_command(self.run_dir, command)
+
+    def stop(self, timeout: float | None = 60.0) -> int:
+        """Ask the trainer to save and stop, then wait for it."""
+        send_command(self.run_dir, "stop")
+        return self.wait(timeout)
+
+    def __repr__(self) -> str:
+        return f"TrainerHandle(pid={self.pid}, run_dir='{self.run_dir}', alive={self.is_alive()})"
+
+
+def prepare_run(
+    run_dir: str | Path, options: Any, *, src: str | Path | None = None, dst: str | Path | None = None,
+    pretrained: str | Path | None = None, max_steps: int | None = None, max_seconds: float | None = None,
+) -> RunConfig:
+    """Check the inputs and write ``RUN/config.json`` (shared by :func:`start` and the foreground CLI).
+
+    Raises:
+        TrainingError: a trainer already runs there, the facesets are missing or too small, or the
+            run's checkpoint was made with other model options.
+    """
+    from .checkpoint import check_checkpoint_compatible
+    from .data import check_faceset_folder
+
+    run_dir = Path(run_dir)
+    pid = trainer_pid(run_dir)
+    if pid is not None:
+        raise TrainingError(
+            f"a trainer is already running on this run folder (pid {pid})", run_dir,
+            "stop it first (send_command(run_dir, 'stop') or `workbench train-cmd PROJECT stop`) or pick another run name",
+        )
+    if src is None or dst is None:
+        previous = None
+        if (run_dir / CONFIG_NAME).exists():
+            with contextlib.suppress(Exception):
+                previous = read_run_config(run_dir)
+        defaults = (previous.src_dir, previous.dst_dir) if previous else default_facesets(run_dir)
+        if defaults is None:
+            raise TrainingError("no facesets given for this run", run_dir,
+                                "pass src= and dst= folders of aligned faces, or put the run in PROJECT/models/<name>")
+        src = src if src is not None else defaults[0]
+        dst = dst if dst is not None else defaults[1]
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    for folder, side in ((src, "src"), (dst, "dst")):
+        check_faceset_folder(folder, side, options.batch_size)
+    if checkpoint_path(run_dir).exists():
+        check_checkpoint_compatible(checkpoint_path(run_dir), options)
+    config = RunConfig(options, src, dst, Path(pretrained).resolve() if pretrained else None, max_steps, max_seconds)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_config(run_dir, config)
+    return config
+
+
+def start(
+    run_dir: str | Path, options: Any, *, src: str | Path | None = None, dst: str | Path | None = None,
+    pretrained: str | Path | None = None, max_steps: int | None = None, max_seconds: float | None = None,
+    env: dict[str, str] | None = None,
+) -> TrainerHandle:
+    """Start training in a separate, detached process and return at once.
+
+    Writes ``RUN/config.json``, then runs ``python -m workbench.train RUN`` with ``subprocess.Popen``
+    in a new session (closing the notebook, browser or app does not stop it; never a fork of a
+    kernel that may hold CUDA). A run folder with a checkpoint resumes from it.
+
+    Args:
+        run_dir: the run folder (e.g. ``PROJECT/models/tiny``); created if needed.
+        options: :class:`TrainOptions`.
+        src, dst: folders of aligned faces; default ``PROJECT/aligned/src|dst`` for a run in
+            ``PROJECT/models/<name>``, or the folders of the run's previous config.
+        pretrained: a pretrained run folder or checkpoint to initialise a new run from (§3.6).
+        max_steps, max_seconds: end this session after so many steps / seconds (state "stopped").
+        env: extra environment variables for the child.
+
+    Returns:
+        A :class:`TrainerHandle` (``pid``, ``is_alive()``, ``wait()``, ``status()``, ``stop()``).
+    """
+    run_dir = Path(run_dir).resolve()
+    prepare_run(run_dir, options, src=src, dst=dst, pretrained=pretrained, max_steps=max_steps, max_seconds=max_seconds)
+    previous = _read_json(run_dir / STATUS_NAME) or {}
+    write_status(run_dir, {**{k: v for k, v in previous.items() if k in ("step", "collapse_events")},
+                           "state": "starting", "pid": None, "last_error": None, "started": time.time()})
+    child_env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])  # so `-m workbench.train` imports this very copy
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    if env:
+        child_env.update(env)
+    kwargs: dict[str, Any] = {}
+    if os.name == "nt":
+        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
+    else:
+        kwargs["start_new_session"] = True
+    with open(run_dir / LOG_NAME, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workbench.train", str(run_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env, close_fds=True, **kwargs,
+        )
+    return TrainerHandle(run_dir, process)
+
+
+def wait_for_state(run_dir: str | Path, states: str | tuple[str, ...], timeout: float = 60.0,
+                   poll: float = 0.1) -> RunStatus:
+    """Poll ``status.json`` until its state is one of ``states`` (raises TimeoutError)."""
+    states = (states,) if isinstance(states, str) else tuple(states)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = read_status(run_dir)
+        if status.state in states:
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_dir} stayed in state {status.state!r}, expected {states}")
+        time.sleep(poll)

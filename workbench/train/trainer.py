@@ -1,0 +1,805 @@
+"""The training loop: DFL's SAEHD/Quick96 trainer as a small class with callbacks.
+
+``Trainer(options, src_dir, dst_dir, run_dir=...)`` builds the data, model, optional discriminators and
+optimisers, resumes from ``RUN/checkpoints/latest.pt`` when it exists, and ``run()`` trains until a step/time
+limit, ``target_steps`` or a stop request. Everything else talks to it through callbacks (minGPT's
+``on_batch_end``): :class:`workbench.train.writer.RunDirWriter` turns it into the run-folder protocol, a notebook
+can pass its own plotting callback and run 50 steps in-process through the same code path.
+
+Robustness built in:
+
+* collapse guard: a non-finite loss or gradient norm skips the update; ``collapse_patience`` of them in a row
+  roll back to the last good checkpoint (the event is reported to the callbacks and status.json);
+* out of memory: the state is saved, smaller batches are probed, and a TrainingError names one that fits;
+* determinism: every random draw (sampling, augmentation, lr_dropout masks) comes from generators whose
+  states are checkpointed, so train N + resume M equals N+M uninterrupted steps;
+* DDP: under ``torchrun`` every rank draws the same global batch, augments it, keeps its slice, and gradients
+  are averaged (gloo on CPU, NCCL on CUDA); rank 0 alone writes the run folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .. import __version__
+from ..errors import TrainingError
+from ..losses import psnr_metric, ssim_metric
+from ..optim import AdaBelief, RMSprop, lr_cos_factor, warmup_factor
+from . import checkpoint as ck
+from .data import TrainData, gather
+from .options import TrainOptions
+from .preview import make_grid, predict_preview, preview_rows
+from .runs import backups_dir, checkpoint_path
+from .step import (
+    TrainForward,
+    augment_options,
+    augment_side,
+    code_discriminator_loss,
+    gan_discriminator_loss,
+    generator_losses,
+    progressive_resolution,
+)
+
+LOG_EVERY = 10  # steps between "train" rows in metrics.jsonl
+
+
+class Callback:
+    """Hooks called by :meth:`Trainer.run` (all optional). ``trainer`` exposes step, losses, model, ..."""
+
+    def on_start(self, trainer: Trainer) -> None: ...
+    def on_step_end(self, trainer: Trainer, losses: dict[str, float]) -> None: ...
+    def on_idle(self, trainer: Trainer) -> None: ...  # called about 5x/s while paused
+    def on_preview(self, trainer: Trainer, grid: np.ndarray) -> None: ...
+    def on_metrics(self, trainer: Trainer, row: dict[str, Any]) -> None: ...
+    def on_save(self, trainer: Trainer, path: Path | None) -> None: ...
+    def on_event(self, trainer: Trainer, event: dict[str, Any]) -> None: ...
+    def on_end(self, trainer: Trainer, state: str, error: BaseException | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a :meth:`Trainer.run` call ended."""
+
+    state: str  # stopped | finished | error
+    step: int
+    steps_run: int
+    seconds: float
+    losses: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda:LOCAL_RANK when CUDA is available, else mps, else cpu; checks an explicit device exists."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"device {name} was asked for but CUDA is not available here",
+                                hint="use --device cpu (or auto)")
+        if device.index is None:
+            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TrainingError("device mps was asked for but is not available", hint="use --device cpu (or auto)")
+    return device
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in a torch.distributed job (world 1 when not launched by torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device_name: str = "auto") -> DistContext:
+        """Read RANK/WORLD_SIZE/LOCAL_RANK (set by torchrun) and join the process group if needed.
+
+        Backend: NCCL when training on CUDA, gloo otherwise (so the same code path runs on CPU).
+        """
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        if not dist.is_initialized():
+            use_cuda = torch.cuda.is_available() and device_name in ("auto",) or device_name.startswith("cuda")
+            backend = "nccl" if use_cuda and torch.cuda.is_available() else "gloo"
+            if backend == "nccl":
+                torch.cuda.set_device(local_rank % torch.cuda.device_count())
+            import datetime
+
+            # generous timeout: a paused run keeps its ranks waiting in a collective
+            dist.init_process_group(backend, timeout=datetime.timedelta(hours=12))
+        return cls(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
+
+
+def _numpy_global_state() -> list:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, torch.from_numpy(np.asarray(keys, np.int64)), int(pos), int(has_gauss), float(cached)]
+
+
+def _numpy_global_restore(state: list) -> None:
+    name, keys, pos, has_gauss, cached = state
+    np.random.set_state((name, np.asarray(keys.numpy(), np.uint32), pos, has_gauss, cached))
+
+
+class Trainer:
+    """Train a DF/LIAE autoencoder on two facesets.
+
+    Args:
+        options: :class:`TrainOptions` (pretraining settings are forced by ``options.effective()``).
+        src_dir, dst_dir: aligned-face folders (the same generic faceset twice when pretraining).
+        run_dir: the run folder for checkpoints (``None``: in-memory only, e.g. a notebook demo).
+        callbacks: :class:`Callback` objects (rank 0 only under DDP).
+        pretrained: a run folder or checkpoint to start a *new* run from (§3.6: reuse a pretrained model).
+        loss_hook: ``f(step, batch_size, loss) -> loss`` called on every generator loss (tests inject NaN or
+            out-of-memory errors with it).
+        dist_context: the torch.distributed place (default: from the environment).
+
+    Raises:
+        TrainingError: facesets too small, checkpoint from another config, device missing, ...
+    """
+
+    def __init__(self, options: TrainOptions, src_dir: str | Path, dst_dir: str | Path, *,
+                 run_dir: str | Path | None = None, callbacks: Iterable[Callback] = (),
+                 pretrained: str | Path | None = None,
+                 loss_hook: Callable[[int, int, torch.Tensor], torch.Tensor] | None = None,
+                 dist_context: DistContext | None = None):
+        from ..models import CodeDiscriminator, UNetPatchDiscriminator, build_model
+
+        self.requested_options = options
+        self.options = opts = options.effective()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.loss_hook = loss_hook
+        self.dist = dist_context or DistContext.from_env(opts.device)
+        self.device = resolve_device(opts.device, self.dist.local_rank)
+        if opts.batch_size % self.dist.world:
+            raise TrainingError(f"batch size {opts.batch_size} does not split evenly over {self.dist.world} processes",
+                                hint=f"use a multiple of {self.dist.world}")
+        self.local_batch = opts.batch_size // self.dist.world
+        self.src_dir, self.dst_dir = Path(src_dir), Path(dst_dir)
+        self.config = opts.model_config()
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[opts.precision]
+
+        # ---- data (every rank holds the faces and draws the same global batch) ----
+        self.data = TrainData(src_dir, dst_dir, opts, global_batch=opts.batch_size)
+
+        # ---- networks, built from the seed without touching the caller's global RNG ----
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(opts.seed)
+            self.model = build_model(self.config)
+            self.gan_d = (UNetPatchDiscriminator(opts.effective_gan_patch_size, 3, opts.gan_dims)
+                          if opts.gan_power > 0 else None)
+            self.code_d = None
+            if opts.true_face_power > 0:
+                c, r, _ = self.model.code_shape
+                self.code_d = CodeDiscriminator(c, r)
+        self._frozen = self._frozen_parameters()
+        for p in self._frozen:
+            p.requires_grad_(False)
+        memory_format = torch.channels_last if opts.channels_last else torch.preserve_format
+        for net in (self.model, self.gan_d, self.code_d):
+            if net is not None:
+                net.to(self.device, memory_format=memory_format)
+
+        # ---- generators: sampling (numpy, inside TrainData), augmentation, lr_dropout ----
+        self.aug_gen = torch.Generator("cpu").manual_seed(opts.seed * 1000 + 3)
+        self.dropout_gen = torch.Generator("cpu").manual_seed(opts.seed * 1000 + 4)
+        self.aug_src = augment_options(opts, "src")
+        self.aug_dst = augment_options(opts, "dst")
+
+        self.opt = self._make_optimizer(self.model.parameters())
+        self.gan_opt = self._make_optimizer(self.gan_d.parameters()) if self.gan_d is not None else None
+        self.code_opt = self._make_optimizer(self.code_d.parameters()) if self.code_d is not None else None
+        fp16 = opts.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.d_scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
+
+        # ---- bookkeeping ----
+        self.step = 0
+        self.loss_history: list[list[float]] = []
+        self.collapse_events: list[dict[str, Any]] = []
+        self.last_losses: dict[str, float] = {}
+        self._recent: deque[dict[str, float]] = deque(maxlen=50)
+        self._step_times: deque[float] = deque(maxlen=50)
+        self._bad_streak = 0
+        self._memory_ckpt: dict[str, Any] | None = None
+        self.last_save_step: int | None = None
+        self.last_save_time: float | None = None
+        self._stop = self._save_req = self._preview_req = self.paused = False
+        self.state = "starting"
+        self.notes: list[str] = []
+        self.last_metrics: dict[str, Any] = {}
+        self.session_limit_step: int | None = None
+
+        # ---- resume, or start from a pretrained model ----
+        self.resumed = False
+        ckpt_file = checkpoint_path(self.run_dir) if self.run_dir is not None else None
+        if ckpt_file is not None and ckpt_file.exists():
+            ckpt = ck.load_checkpoint(ckpt_file, map_location=self.device)
+            mismatch = ck.config_mismatch(ckpt, opts)
+            if mismatch:
+                raise ck.mismatch_error(mismatch, ckpt_file)
+            self._restore(ckpt, restore_rng=True)
+            self.resumed = True
+            self.last_save_step = self.step
+        elif pretrained is not None:
+            ckpt = ck.load_checkpoint(pretrained, map_location=self.device)
+            mismatch = ck.config_mismatch(ckpt, opts)
+            if mismatch:
+                raise ck.mismatch_error(mismatch, pretrained)
+            self.model.load_state_dict(ckpt["model"])
+            if ckpt.get("pretrain") and not opts.pretrain:
+                self._end_pretraining()
+            self.notes.append(f"initialised from pretrained model {pretrained} (step {ckpt.get('step')})")
+
+        # ---- the training forward module (optionally compiled, DDP-wrapped) ----
+        self.train_forward: nn.Module = TrainForward(
+            self.model, need_swap=opts.bg_style_power > 0, need_codes=opts.true_face_power > 0,
+            need_style_swap=opts.face_style_power > 0)
+        self.gan_step_d = self.gan_d
+        self.code_step_d = self.code_d
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_forward = DDP(self.train_forward, device_ids=ids)
+            if self.gan_d is not None:
+                self.gan_step_d = DDP(self.gan_d, device_ids=ids)
+            if self.code_d is not None:
+                self.code_step_d = DDP(self.code_d, device_ids=ids)
+        if opts.compile:
+            self.train_forward = torch.compile(self.train_forward)
+
+        rows = preview_rows(opts.batch_size, opts.resolution)
+        self._preview_idx = self.data.preview_indices(rows)
+
+    # ------------------------------------------------------------------------------------------
+    # construction helpers
+    # ------------------------------------------------------------------------------------------
+    def _frozen_parameters(self) -> list[nn.Parameter]:
+        """LIAE with random_warp off trains everything but inter_AB (DFL §3.3)."""
+        if self.config.archi == "liae" and not self.options.random_warp:
+            return list(self.model.parameter_groups()["inter_AB"])
+        return []
+
+    def _make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        opts = self.options
+        params = list(params)
+        foreach = True  # multi-tensor updates: far fewer kernel launches / Python iterations
+        if opts.optimizer == "adabelief":
+            return AdaBelief(params, lr=opts.lr, lr_dropout=opts.lr_dropout, generator=self.dropout_gen, foreach=foreach)
+        if opts.optimizer == "rmsprop":
+            return RMSprop(params, lr=opts.lr, lr_dropout=opts.lr_dropout, generator=self.dropout_gen, foreach=foreach)
+        fused = self.device.type in ("cuda", "cpu")
+        return torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999), eps=1e-7,
+                                fused=fused, foreach=None if fused else True)
+
+    def _end_pretraining(self) -> None:
+        """DFL §3.6: leaving pretraining re-initialises the inter(s) and starts counting from 0."""
+        gen = torch.Generator("cpu").manual_seed(self.options.seed * 1000 + 5)
+        self.model.reinit_inter(gen)
+        self.step = 0
+        self.loss_history = []
+        self.opt = self._make_optimizer(self.model.parameters())
+        self.notes.append("pretraining ended: inters re-initialised, step reset to 0, optimiser state reset")
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoint
+    # ------------------------------------------------------------------------------------------
+    def checkpoint_dict(self) -> dict[str, Any]:
+        """The self-describing checkpoint (see :mod:`workbench.train.checkpoint`)."""
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+            "numpy": _numpy_global_state(),
+            "python": ck.python_rng_state(random.getstate()),
+            "augment": self.aug_gen.get_state(),
+            "dropout": self.dropout_gen.get_state(),
+            "sampler": self.data.state_dict(),
+        }
+        return {
+            "schema_version": ck.SCHEMA_VERSION, "kind": ck.KIND, "workbench_version": __version__,
+            "model_config": self.config.to_dict(), "options": self.requested_options.to_dict(),
+            "step": int(self.step), "pretrain": bool(self.options.pretrain), "saved_at": time.time(),
+            "model": self.model.state_dict(),
+            "discriminators": {"gan": None if self.gan_d is None else self.gan_d.state_dict(),
+                               "code": None if self.code_d is None else self.code_d.state_dict()},
+            "optimizers": {"model": self.opt.state_dict(),
+                           "gan": None if self.gan_opt is None else self.gan_opt.state_dict(),
+                           "code": None if self.code_opt is None else self.code_opt.state_dict()},
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": rng,
+            "loss_history": self.loss_history[-ck.LOSS_HISTORY_KEEP:],
+            "collapse_events": list(self.collapse_events[-50:]),
+        }
+
+    def _restore(self, ckpt: dict[str, Any], *, restore_rng: bool) -> None:
+        opts = self.options
+        self.model.load_state_dict(ckpt["model"])
+        old = ckpt.get("options", {})
+        step = int(ckpt.get("step", 0))
+        same_opt = old.get("optimizer") == opts.optimizer
+        if ckpt.get("pretrain") and not opts.pretrain:
+            self._end_pretraining()
+            return
+        if same_opt and ckpt["optimizers"].get("model") is not None:
+            self.opt.load_state_dict(ckpt["optimizers"]["model"])
+        elif not same_opt:
+            self.notes.append(f"optimizer changed ({old.get('optimizer')} -> {opts.optimizer}): its state starts fresh")
+        same_gan = (old.get("gan_dims"), old.get("gan_patch_size") or max(3, opts.resolution // 8)) == (
+            opts.gan_dims, opts.effective_gan_patch_size)
+        discs = ckpt.get("discriminators") or {}
+        if self.gan_d is not None and discs.get("gan") is not None and same_gan:
+            self.gan_d.load_state_dict(discs["gan"])
+            if same_opt and ckpt["optimizers"].get("gan") is not None:
+                self.gan_opt.load_state_dict(ckpt["optimizers"]["gan"])
+        elif self.gan_d is not None and discs.get("gan") is not None:
+            self.notes.append("GAN patch size/dims changed: the discriminator starts fresh (as DFL)")
+        if self.code_d is not None and discs.get("code") is not None:
+            self.code_d.load_state_dict(discs["code"])
+            if same_opt and ckpt["optimizers"].get("code") is not None:
+                self.code_opt.load_state_dict(ckpt["optimizers"]["code"])
+        if self.scaler.is_enabled() and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = step
+        self.loss_history = [list(r) for r in ckpt.get("loss_history", [])]
+        self.collapse_events = list(ckpt.get("collapse_events", []))
+        rng = ckpt.get("rng") or {}
+        if restore_rng and rng:
+            torch.set_rng_state(rng["torch"].cpu())
+            if rng.get("cuda") and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+            _numpy_global_restore(rng["numpy"])
+            random.setstate(ck.python_rng_restore(rng["python"]))
+            self.aug_gen.set_state(rng["augment"].cpu())
+            self.dropout_gen.set_state(rng["dropout"].cpu())
+            try:
+                self.data.load_state_dict(rng["sampler"])
+            except (KeyError, ValueError, IndexError):
+                self.notes.append("the faceset changed since the checkpoint: sampling restarts from the seed")
+
+    def _weights_finite(self) -> bool:
+        nets = [n for n in (self.model, self.gan_d, self.code_d) if n is not None]
+        return all(bool(torch.isfinite(p).all()) for n in nets for p in n.parameters())
+
+    def save(self) -> Path | None:
+        """Save a checkpoint (rank 0 writes ``RUN/checkpoints/latest.pt``; without a run folder: in memory).
+
+        Refuses (returns None, reports an event) when the weights are not finite, so the latest
+        checkpoint is always a good one to roll back to.
+        """
+        if not self._weights_finite():
+            self._event({"kind": "save_refused", "step": self.step, "reason": "non-finite weights"})
+            return None
+        if self.run_dir is None:
+            self._memory_ckpt = copy.deepcopy(self.checkpoint_dict())
+            self.last_save_step, self.last_save_time = self.step, time.time()
+            return None
+        if not self.dist.is_main:
+            self.last_save_step, self.last_save_time = self.step, time.time()
+            return None
+        previous_state = self.state
+        self._set_state("saving")
+        path = ck.save_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict())
+        opts = self.options
+        if opts.autobackup_every and self.step > 0 and self.step % opts.autobackup_every == 0:
+            ck.write_backup(path, backups_dir(self.run_dir), self.step, opts.autobackup_keep)
+        self.last_save_step, self.last_save_time = self.step, time.time()
+        self._set_state(previous_state if previous_state != "saving" else "running")
+        for cb in self.callbacks:
+            cb.on_save(self, path)
+        return path
+
+    def _rollback(self) -> None:
+        """Reload the last good checkpoint's weights and optimiser state (data RNG keeps moving on)."""
+        failing = self.step
+        if self.dist.enabled:
+            dist.barrier()
+        if self.run_dir is not None and checkpoint_path(self.run_dir).exists():
+            ckpt = ck.load_checkpoint(checkpoint_path(self.run_dir), map_location=self.device)
+        elif self._memory_ckpt is not None:
+            ckpt = self._memory_ckpt
+        else:
+            raise TrainingError(
+                f"training collapsed (non-finite loss {self._bad_streak} times in a row) before any checkpoint existed",
+                self.run_dir, "lower the learning rate, turn on clipgrad, or use precision fp32")
+        events = list(self.collapse_events)
+        self._restore(ckpt, restore_rng=False)
+        self.collapse_events = events
+        self._bad_streak = 0
+        self._event({"kind": "rollback", "step": failing, "to_step": self.step, "time": time.time()})
+
+    # ------------------------------------------------------------------------------------------
+    # control (called by callbacks, e.g. the run-folder command files)
+    # ------------------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def request_save(self) -> None:
+        self._save_req = True
+
+    def request_preview(self) -> None:
+        self._preview_req = True
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._event({"kind": "state", "state": state})
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if event["kind"] in ("skip", "rollback", "save_refused"):
+            self.collapse_events.append(event)
+            self.collapse_events = self.collapse_events[-50:]
+        for cb in self.callbacks:
+            cb.on_event(self, event)
+
+    def _sync_control(self) -> None:
+        """Under DDP rank 0 decides (it reads the command files) and every rank follows."""
+        if not self.dist.enabled:
+            return
+        comm = self.device if self.device.type == "cuda" else torch.device("cpu")
+        flags = torch.tensor([self._stop, self._save_req, self._preview_req, self.paused], dtype=torch.int32,
+                             device=comm)
+        dist.broadcast(flags, 0)
+        self._stop, self._save_req, self._preview_req, self.paused = (bool(v) for v in flags.tolist())
+
+    # ------------------------------------------------------------------------------------------
+    # one step
+    # ------------------------------------------------------------------------------------------
+    def current_lr(self, step: int | None = None) -> float:
+        step = self.step if step is None else step
+        o = self.options
+        return o.lr * warmup_factor(step, o.warmup_steps) * lr_cos_factor(step, o.lr_cos_period)
+
+    def effective_resolution(self) -> int:
+        o = self.options
+        if not o.progressive:
+            return o.resolution
+        return progressive_resolution(self.step, o.resolution, o.progressive_stage_steps)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def _batch(self) -> tuple[Any, Any]:
+        """Draw, gather and augment the global batch; keep this rank's slice."""
+        o = self.options
+        src_idx, dst_idx, ref_idx = self.data.next_indices()
+        cl = o.channels_last
+        src = gather(self.data.src, src_idx, self.device)
+        dst = gather(self.data.dst, dst_idx, self.device)
+        refs = gather(self.data.dst, ref_idx, self.device).images if ref_idx is not None else None
+        eff = self.effective_resolution() if o.progressive else None
+        s = augment_side(src, self.aug_src, self.aug_gen, references=refs, effective_res=eff, channels_last=cl)
+        d = augment_side(dst, self.aug_dst, self.aug_gen, effective_res=eff, channels_last=cl)
+        if self.dist.enabled:
+            a, b = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
+            s, d = s.slice(a, b), d.slice(a, b)
+        return s, d
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step on the next batch; returns the batch-mean loss terms (plus ``lr``)."""
+        o = self.options
+        s, d = self._batch()
+        lr = self.current_lr()
+        for opt in (self.opt, self.gan_opt, self.code_opt):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+
+        with self._autocast():
+            out = self.train_forward(s.warped, d.warped)
+            total, terms = generator_losses(out, s, d, o, gan_d=self.gan_d, code_d=self.code_d)
+        if self.loss_hook is not None:
+            total = self.loss_hook(self.step, s.warped.shape[0], total)
+
+        names = ["total", *terms]
+        values = torch.stack([total.detach().float(), *(t.detach().float() for t in terms.values())])
+        if self.dist.enabled:
+            dist.all_reduce(values)
+            values /= self.dist.world
+        vals = dict(zip(names, values.tolist()))
+        loss_ok = math.isfinite(vals["total"])
+
+        grad_ok = True
+        if loss_ok:
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            if self.scaler.is_enabled():
+                self.scaler.unscale_(self.opt)
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            grad_ok = bool(torch.isfinite(norm))
+            if grad_ok and o.clipgrad:
+                torch.nn.utils.clip_grads_with_norm_(params, 1.0, norm)
+            if self.scaler.is_enabled():
+                self.scaler.step(self.opt)  # skips the update itself when the scaled grads overflowed
+                self.scaler.update()
+                grad_ok = True  # fp16 overflow is routine and handled by the scaler, not a collapse
+            elif grad_ok:
+                self.opt.step()
+            vals["grad_norm"] = float(norm)
+            if grad_ok:
+                self._discriminator_steps(out, s, vals)
+        if self.dist.enabled:  # identical decision on every rank (norms are of all-reduced grads)
+            ok = torch.tensor([loss_ok and grad_ok], dtype=torch.int32,
+                              device=self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+            loss_ok = grad_ok = bool(ok.item())
+        vals["lr"] = lr
+        self.step += 1
+        if loss_ok and grad_ok:
+            self._bad_streak = 0
+            self.loss_history.append([self.step, vals["src"], vals["dst"]])
+            if len(self.loss_history) > 2 * ck.LOSS_HISTORY_KEEP:
+                self.loss_history = self.loss_history[-ck.LOSS_HISTORY_KEEP:]
+        else:
+            self.opt.zero_grad(set_to_none=True)
+            self._bad_streak += 1
+            what = "loss" if not loss_ok else "gradient"
+            self._event({"kind": "skip", "step": self.step, "what": what, "time": time.time()})
+            if self._bad_streak >= o.collapse_patience:
+                self._rollback()
+        return vals
+
+    def _discriminator_steps(self, out: dict[str, torch.Tensor], s: Any, vals: dict[str, float]) -> None:
+        o = self.options
+        for disc, opt, name in ((self.gan_step_d, self.gan_opt, "d_gan"), (self.code_step_d, self.code_opt, "d_code")):
+            if disc is None:
+                continue
+            opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                if name == "d_gan":
+                    loss = gan_discriminator_loss(disc, out, s, o)
+                else:
+                    loss = code_discriminator_loss(disc, out)
+            if not torch.isfinite(loss):
+                continue
+            self.d_scaler.scale(loss).backward()
+            if self.d_scaler.is_enabled():
+                self.d_scaler.step(opt)
+                self.d_scaler.update()
+            else:
+                if o.clipgrad:
+                    torch.nn.utils.clip_grad_norm_(disc.parameters(), 1.0)
+                opt.step()
+            vals[name] = float(loss.detach())
+
+    # ------------------------------------------------------------------------------------------
+    # previews and metrics (no randomness: they never change what training draws)
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def preview(self) -> np.ndarray:
+        """The current preview grid (H, W, 3) float32 on the fixed preview faces."""
+        src_idx, dst_idx = self._preview_idx
+        src = gather(self.data.src, src_idx, self.device)
+        dst = gather(self.data.dst, dst_idx, self.device)
+        with self._autocast():
+            images = predict_preview(self.model, src.images, src.masks["full_face"], dst.images,
+                                     dst.masks["full_face"])
+        return make_grid(images)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """SSIM and PSNR of src->src and dst->dst on the held-out faces, inside the face (hull) mask."""
+        out: dict[str, float] = {}
+        for side, bank, idx in (("src", self.data.src, self.data.src_heldout),
+                                ("dst", self.data.dst, self.data.dst_heldout)):
+            if len(idx) == 0:
+                continue
+            batch = gather(bank, idx, self.device)
+            x, m = batch.images, batch.masks["full_face"]
+            with self._autocast():
+                recon, _ = self.model.decode(self.model.encode(x, side), side)
+            recon = recon.float()
+            out[f"ssim_{side}"] = float(ssim_metric(recon * m, x * m).mean())
+            out[f"psnr_{side}"] = float(psnr_metric(recon * m, x * m).mean())
+            out[f"heldout_{side}"] = int(len(idx))
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    # the loop
+    # ------------------------------------------------------------------------------------------
+    @property
+    def it_per_s(self) -> float:
+        if len(self._step_times) < 2:
+            return 0.0
+        span = self._step_times[-1] - self._step_times[0]
+        return (len(self._step_times) - 1) / span if span > 0 else 0.0
+
+    def mean_losses(self) -> dict[str, float]:
+        """Loss terms averaged over the last (up to) 50 steps."""
+        if not self._recent:
+            return {}
+        keys = [k for k in self._recent[-1] if k not in ("lr",)]
+        out = {}
+        for k in keys:
+            vals = [r[k] for r in self._recent if k in r and math.isfinite(r[k])]
+            if vals:
+                out[k] = float(sum(vals) / len(vals))
+        return out
+
+    def eta_seconds(self, limit_step: int | None = None) -> float | None:
+        target = limit_step or self.options.target_steps
+        if not target or self.it_per_s <= 0:
+            return None
+        return max(0.0, (target - self.step) / self.it_per_s)
+
+    def run(self, steps: int | None = None, seconds: float | None = None) -> TrainResult:
+        """Train until ``steps`` more steps, ``seconds``, ``target_steps`` or a stop request.
+
+        The model is saved at the end (and periodically per the options). Raises TrainingError for
+        problems the user must fix (after saving what can be saved); the callbacks see ``on_end``.
+        """
+        o = self.options
+        t0 = time.monotonic()
+        start_step = self.step
+        self.session_limit_step = start_step + steps if steps else None
+        last_save = time.monotonic()
+        error: BaseException | None = None
+        state = "stopped"
+        self._set_state("running")
+        for cb in self.callbacks:
+            cb.on_start(self)
+        try:
+            if self.step == 0 and self.last_save_step is None:
+                self.save()  # a good checkpoint to roll back to from the very start (DFL saves at iteration 1)
+                last_save = time.monotonic()
+            while True:
+                self._sync_control()
+                if self._stop:
+                    break
+                if self.paused:
+                    if self.state != "paused":
+                        self._set_state("paused")
+                    for cb in self.callbacks:
+                        cb.on_idle(self)
+                    time.sleep(0.2)
+                    continue
+                if self.state == "paused":
+                    self._set_state("running")
+                if o.target_steps and self.step >= o.target_steps:
+                    state = "finished"
+                    break
+                if steps is not None and self.step - start_step >= steps:
+                    break
+                if seconds is not None and time.monotonic() - t0 >= seconds:
+                    break
+                try:
+                    vals = self.train_step()
+                except torch.OutOfMemoryError as exc:
+                    self._handle_oom(exc)
+                self._step_times.append(time.monotonic())
+                self._recent.append(vals)
+                self.last_losses = vals
+                for cb in self.callbacks:
+                    cb.on_step_end(self, vals)
+                if self.dist.is_main and self.step % LOG_EVERY == 0:
+                    row = {"kind": "train", "step": self.step, "time": time.time(), "it_per_s": self.it_per_s,
+                           "lr": vals["lr"], **{f"loss_{k}": v for k, v in self.mean_losses().items()}}
+                    for cb in self.callbacks:
+                        cb.on_metrics(self, row)
+                if self.dist.is_main and (self._preview_req or (o.preview_every and self.step % o.preview_every == 0)):
+                    self._preview_req = False
+                    grid = self.preview()
+                    for cb in self.callbacks:
+                        cb.on_preview(self, grid)
+                if self.dist.is_main and o.metrics_every and self.step % o.metrics_every == 0:
+                    row = {"kind": "eval", "step": self.step, "time": time.time(), **self.evaluate()}
+                    self.last_metrics = row
+                    for cb in self.callbacks:
+                        cb.on_metrics(self, row)
+                due = (o.save_every_seconds and time.monotonic() - last_save >= o.save_every_seconds) or (
+                    o.save_every_steps and self.step % o.save_every_steps == 0) or (
+                    o.autobackup_every and self.step % o.autobackup_every == 0)
+                if self._save_req or due:
+                    self._save_req = False
+                    self.save()
+                    last_save = time.monotonic()
+            if self.last_save_step != self.step:
+                self.save()
+        except KeyboardInterrupt as exc:  # Ctrl-C in the foreground: save and stop cleanly
+            error = exc
+            if self.last_save_step != self.step:
+                self.save()
+            state = "stopped"
+        except BaseException as exc:
+            error = exc
+            state = "error"
+            try:
+                if not isinstance(exc, TrainingError) or "out of memory" not in exc.message:
+                    if self.last_save_step != self.step:
+                        self.save()
+            except Exception as save_exc:  # noqa: BLE001 - keep the original error
+                self.notes.append(f"saving after the error failed too: {save_exc}")
+            raise
+        finally:
+            self.state = state
+            for cb in self.callbacks:
+                cb.on_end(self, state, error)
+        return TrainResult(state, self.step, self.step - start_step, time.monotonic() - t0, self.mean_losses(),
+                           None if error is None else str(error))
+
+    # ------------------------------------------------------------------------------------------
+    # out of memory
+    # ------------------------------------------------------------------------------------------
+    def _free_memory(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _fits(self, batch: int) -> bool:
+        """Does a forward+backward at this per-process batch size fit? (no update, no RNG use)."""
+        res = self.options.resolution
+        x = torch.rand(batch, 3, res, res, generator=torch.Generator("cpu").manual_seed(0)).to(self.device)
+        m = torch.ones(batch, 1, res, res, device=self.device)
+        from .step import SideTensors
+
+        side = SideTensors(x, x, m, m)
+        try:
+            with self._autocast():
+                out = self.train_forward(x, x)
+                total, _ = generator_losses(out, side, side, self.options, gan_d=self.gan_d, code_d=self.code_d)
+            if self.loss_hook is not None:
+                total = self.loss_hook(self.step, batch, total)
+            total.backward()
+            return True
+        except torch.OutOfMemoryError:
+            return False
+        finally:
+            self._free_memory()
+
+    def _handle_oom(self, exc: BaseException) -> None:
+        """Save (nothing is lost: the failed step never updated the weights), probe smaller batches, explain."""
+        self._free_memory()
+        self.save()
+        b = self.local_batch
+        fitting = None
+        while b > 1:
+            b //= 2
+            if self._fits(b):
+                fitting = b * self.dist.world
+                break
+        where = f"{self.device}" + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "")
+        if fitting:
+            hint = (f"restart with --batch-size {fitting} (your progress is saved at step {self.step}; "
+                    f"`workbench train ... --resume --batch-size {fitting}`)")
+        else:
+            hint = "even batch size 1 does not fit: lower --resolution or the dims, or use precision bf16/fp16"
+        raise TrainingError(
+            f"out of memory at batch size {self.options.batch_size} on {where}"
+            + (f"; batch size {fitting} fits" if fitting else ""), self.run_dir, hint) from exc
