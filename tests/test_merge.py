@@ -524,3 +524,40 @@ def test_merge_project_needs_aligned_faces(tmp_path, clip, model, settings):
     write_frame_index(project, FrameIndex("", 30.0, False, 480, 480, (FrameEntry(0, "000000.png", 0.0),)))
     with pytest.raises(MergeError, match="aligned destination faces"):
         merge.merge_project(project, model, MergeConfig(settings), progress=False)
+
+
+def test_adapt_to_predictor_takes_model_facts(model):
+    model_with_facts = FakeModel(model.hull)
+    model_with_facts.resolution, model_with_facts.face_type = RES, "whole_face"
+    config = MergeConfig(MergeSettings(resolution=128)).with_override(0, 2, resolution=256, blur=5)
+    adapted = merge.adapt_to_predictor(config, model_with_facts)
+    assert adapted.settings_for(0).resolution == RES and adapted.settings_for(0).blur == 5
+    assert adapted.settings_for(5).face_type == "whole_face"
+    assert merge.adapt_to_predictor(config, model) is config  # no facts: unchanged
+
+
+def test_merge_command(tmp_path, clip, model, monkeypatch, capsys):
+    from workbench import cli
+    from workbench.commands import merge as merge_command
+
+    root = tmp_path / "proj"
+    project = _make_project(root, clip, no_face_index=0)
+    assert cli.main(["merge", str(root), "--no-progress"]) == 2  # no trained model yet
+    assert "no trained model" in capsys.readouterr().err
+    (project.models_dir / "run1").mkdir(parents=True)
+    model.resolution, model.face_type = RES, "full"
+    loaded = []
+    monkeypatch.setattr(merge_command, "load_predictor", lambda run_dir, device: loaded.append(run_dir) or model)
+    try:
+        code = cli.main(["merge", str(root), "--mode", "seamless", "--erode", "10", "--smooth", "0.4", "--save",
+                         "--no-progress", "--workers", "1"])
+    finally:
+        del model.resolution, model.face_type
+    assert code == 0 and loaded == [project.models_dir / "run1"]
+    out = capsys.readouterr().out
+    assert "frames without faces (copied unchanged): 1" in out and "flicker" in out
+    saved = MergeConfig.load(project.merge_settings_path)
+    assert saved.default.mode == "seamless" and saved.default.erode == 10 and saved.temporal_smoothing == 0.4
+    assert len(list(project.merged_dir.glob("*.png"))) == N_FRAMES
+    assert cli.main(["merge", str(root), "--run", "nope", "--no-progress"]) == 2
+    assert "run1" in capsys.readouterr().err

@@ -181,8 +181,9 @@ def test_every_archi_forward_encode_decode_swap(archi):
     assert isinstance(model, MODELS[cfg.archi]) and model.config is cfg
     src, dst = images(2, 32, 1), images(3, 32, 2)
     with torch.no_grad():
-        out = model(src, dst)
-        assert set(out) == OUT_KEYS
+        out = model(src, dst, return_codes=True)
+        assert set(out) == OUT_KEYS | {"src_code", "dst_code"}
+        assert tuple(out["src_code"].shape[1:]) == tuple(out["dst_code"].shape[1:]) == model.code_shape
         for key, n in (("src_src", 2), ("dst_dst", 3), ("src_dst", 3)):
             assert out[key].shape == (n, 3, 32, 32) and out[key + "_mask"].shape == (n, 1, 32, 32)
             for t in (out[key], out[key + "_mask"]):
@@ -199,8 +200,6 @@ def test_every_archi_forward_encode_decode_swap(archi):
         img, mask = model.swap(dst)
         torch.testing.assert_close(img, out["src_dst"], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(mask, out["src_dst_mask"], atol=1e-5, rtol=1e-4)
-        codes = model(src, dst, return_codes=True)
-        assert set(codes) == OUT_KEYS | {"src_code", "dst_code"}
 
 
 @pytest.mark.parametrize("archi", ["df-udtc", "liae-c"])
@@ -209,6 +208,12 @@ def test_cos_activation_letter_builds_and_runs(archi):
     with torch.no_grad():
         img, mask = model.swap(images(1, 32, 0))
     assert img.shape == (1, 3, 32, 32) and mask.shape == (1, 1, 32, 32)
+
+
+@pytest.mark.parametrize("archi", ["df", "liae"])
+def test_forward_returns_exactly_the_contract_keys(archi):
+    with torch.no_grad():
+        assert set(seeded(tiny(archi))(images(1, 32, 0), images(1, 32, 1))) == OUT_KEYS
 
 
 def test_res64_resolution_chain():

@@ -92,3 +92,39 @@ def build_pair(base: Path, data_file) -> tuple[Path, Path]:
 def faceset_pair(tmp_path_factory, data_file) -> tuple[Path, Path]:
     """(src_dir, dst_dir) of real aligned 64 px full faces: lp_d18 vs lp_d19."""
     return build_pair(tmp_path_factory.getbasetemp(), data_file)
+
+
+def fast_options(**overrides):
+    """A very small model (32 px, 8-channel convs) for CPU tests that only need the machinery to run."""
+    from workbench.train import preset
+
+    base = dict(archi="df-ud", resolution=32, ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=8, batch_size=4,
+                optimizer="adam", lr=5e-4, warmup_steps=0, preview_every=0, metrics_every=0, metrics_samples=2,
+                save_every_seconds=0.0, loader_workers=0, status_every_seconds=0.05, channels_last=False)
+    base.update(overrides)
+    return preset("tiny", **base)
+
+
+def make_faceset(folder: Path, count: int, size: int = 48, seed: int = 0, face_type: str = "full") -> Path:
+    """Synthetic aligned faces (a coloured landmark hull on a noisy background) for tests without media."""
+    import cv2
+
+    from workbench.face_constants import LANDMARKS_68_3D
+    from workbench.faceset import FaceMeta, write_aligned_face
+    from workbench.masks import hull_mask
+
+    rng = np.random.default_rng(seed)
+    base = np.asarray(LANDMARKS_68_3D[:, :2], np.float64) * np.array([1.0, -1.0])
+    base = (base - base.min(0)) / (base.max(0) - base.min(0)).max()  # unit box, y down
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        lm = (base * size * 0.6 + size * 0.2 + rng.normal(0, size * 0.01, (68, 2))).astype(np.float32)
+        bg = cv2.GaussianBlur(rng.random((size, size, 3)).astype(np.float32), (0, 0), size / 16)
+        colour = np.array([0.8, 0.6, 0.5], np.float32) * (0.8 + 0.4 * rng.random())
+        m = hull_mask((size, size), lm)[..., None]
+        image = np.clip(bg * (1 - m) + colour * m, 0, 1)
+        meta = FaceMeta(face_type=face_type, size=size, landmarks=lm, source_landmarks=lm,
+                        face_matrix=np.array([[1.0, 0, 0], [0, 1.0, 0]]), source_file="synthetic.mp4",
+                        frame_index=i, face_index=0)
+        write_aligned_face(folder / f"{i:06d}_0.png", image, meta)
+    return folder

@@ -374,6 +374,19 @@ def _warp_to_face(image: np.ndarray, mat: np.ndarray, size: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+def scale_about_centre(mat: np.ndarray, size: int, scale: float) -> np.ndarray:
+    """``transform_matrix(..., scale=scale)`` from the scale-1 matrix: zoom the face crop about its centre.
+
+    DFL shrinks the frame square by 1/scale about its centre; in face space that is a zoom by ``scale``
+    about (size/2, size/2), so no second landmark fit is needed.
+    """
+    if scale == 1.0:
+        return np.array(mat, dtype=np.float64)
+    c = size / 2.0
+    zoom = np.array([[scale, 0.0, (1.0 - scale) * c], [0.0, scale, (1.0 - scale) * c], [0.0, 0.0, 1.0]])
+    return (zoom @ np.vstack([np.asarray(mat, np.float64), [0.0, 0.0, 1.0]]))[:2]
+
+
 def _roi_matrix(mat: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
     """Shift a frame -> face matrix so that frame pixel (x0, y0) becomes (0, 0) of the ROI."""
     m = np.array(mat, dtype=np.float64)
@@ -605,7 +618,7 @@ def merge_face(
 
     # 1. crop + predict
     face_mat = align.transform_matrix(lm, out_size, s.face_type)
-    out_mat = align.transform_matrix(lm, out_size, s.face_type, scale=scale)
+    out_mat = scale_about_centre(face_mat, out_size, scale)
     mask_out_mat = out_mat * (mask_size / out_size)  # the matrix is linear in the output size
     dst_face = _warp_to_face(img, face_mat, out_size)
     if prediction is None:
@@ -644,26 +657,29 @@ def merge_face(
     if wrk.shape[0] != out_size:
         wrk = cv2.resize(wrk, (out_size, out_size), interpolation=cv2.INTER_CUBIC)
 
-    # 5. modes
+    # 5. modes. `img` is ours to modify when _as_frame converted the input (uint8 frames): no full copy.
+    owned = not np.may_share_memory(img, frame)
     if s.mode == "original":
-        return img.copy(), frame_mask
+        return (img if owned else img.copy()), frame_mask
     if s.mode == "raw-predict":
         return prd.copy(), wrk
     if roi is None:
-        return img.copy(), frame_mask
+        return (img if owned else img.copy()), frame_mask
     x0, y0, x1, y1 = roi
+    orig_roi = img[y0:y1, x0:x1].copy()
     if s.mode == "raw-rgb":
         face_roi = _warp_to_roi(prd, out_mat, roi)
         cover = _warp_to_roi(np.ones((out_size, out_size), np.float32), out_mat, roi)[..., None]
-        out = img.copy()
-        out[y0:y1, x0:x1] = np.clip(img[y0:y1, x0:x1] * (1 - cover) + face_roi * cover, 0, 1)
+        out = img if owned else img.copy()
+        out[y0:y1, x0:x1] = np.clip(orig_roi * (1 - cover) + face_roi * cover, 0, 1)
         return out, frame_mask
 
     # DFL skips faces whose mask (>= 0.1) spans fewer than 4 px
     m_roi = frame_mask[y0:y1, x0:x1]
-    big = np.argwhere(m_roi >= 0.1)
-    if big.size == 0 or min(np.ptp(big[:, 0]), np.ptp(big[:, 1])) < 4:
-        return img.copy(), frame_mask
+    big = m_roi >= 0.1
+    rows, cols = np.flatnonzero(big.any(axis=1)), np.flatnonzero(big.any(axis=0))
+    if rows.size == 0 or min(rows[-1] - rows[0], cols[-1] - cols[0]) < 4:
+        return (img if owned else img.copy()), frame_mask
 
     area = (wrk > 0).astype(np.float32)
     seamless = "seamless" in s.mode
@@ -676,16 +692,23 @@ def merge_face(
     if seamless:
         face_roi = _seamless_clone(img, face_roi, m_roi, roi)
 
-    out = img.copy()
-    m3 = m_roi[..., None]
-    out[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - m3) + face_roi * m3
-
-    # 6. post-effects on the re-cropped face
     k_motion = 0
     if s.motion_blur and motion is not None:
         k_motion = motion_blur_kernel_size(float(motion[0]), s.motion_blur, use_sr)
-    if ((seamless and s.color_transfer != "none") or s.mode == "seamless-hist-match" or k_motion
-            or s.blursharpen_amount or s.image_denoise_power or s.bicubic_degrade_power):
+    post = bool((seamless and s.color_transfer != "none") or s.mode == "seamless-hist-match" or k_motion
+                or s.blursharpen_amount or s.image_denoise_power or s.bicubic_degrade_power)
+    background = img
+    if post and s.image_denoise_power:  # frame degradations: DFL applies them to the background
+        background = denoise(background, s.image_denoise_power)
+    if post and s.bicubic_degrade_power:
+        background = bicubic_degrade(background, s.bicubic_degrade_power)
+
+    out = img if owned else img.copy()
+    m3 = m_roi[..., None]
+    out[y0:y1, x0:x1] = orig_roi * (1 - m3) + face_roi * m3
+
+    # 6. post-effects on the re-cropped face, pasted again with the same mask
+    if post:
         out_face = _warp_to_face(out, face_mat, out_size)
         if seamless and s.color_transfer != "none":
             out_face = apply_color_transfer(out_face, dst_face, s.color_transfer, area, rng)
@@ -695,14 +718,11 @@ def merge_face(
             out_face = linear_motion_blur(out_face, k_motion, float(motion[1]))  # type: ignore[index]
         if s.blursharpen_amount:
             out_face = blursharpen(out_face, s.sharpen_mode, s.blursharpen_amount)
-        background = img
-        if s.image_denoise_power:
-            background = denoise(background, s.image_denoise_power)
-        if s.bicubic_degrade_power:
-            background = bicubic_degrade(background, s.bicubic_degrade_power)
         new_roi = _warp_to_roi(np.ascontiguousarray(out_face, dtype=np.float32), face_mat, roi)
-        out = background.copy() if background is not img else out
-        out[y0:y1, x0:x1] = np.clip(background[y0:y1, x0:x1] * (1 - m3) + new_roi * m3, 0, 1)
+        bg_roi = orig_roi
+        if background is not img:
+            out, bg_roi = background, background[y0:y1, x0:x1]
+        out[y0:y1, x0:x1] = np.clip(bg_roi * (1 - m3) + new_roi * m3, 0, 1)
 
     if s.color_degrade_power:
         reduced = reduce_colors(out)

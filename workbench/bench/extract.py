@@ -36,7 +36,7 @@ def _warm(engine: str) -> None:
 
 
 def _process(task: tuple[np.ndarray, str, int | None, int]) -> tuple[int, dict[str, float]]:
-    """One frame through detect -> landmarks -> align+encode, timing each stage (runs in a worker)."""
+    """One frame through detect -> landmarks -> align+encode (skipped when face_size is 0), timing each stage."""
     from workbench.align import transform_matrix, warp_face
     from workbench.detect import as_dlib_image, detect_boxes, load_engine, validate_image
     from workbench.images import encode_image
@@ -52,7 +52,7 @@ def _process(task: tuple[np.ndarray, str, int | None, int]) -> tuple[int, dict[s
     t2 = time.perf_counter()
     landmarks = [engine.landmarks(frame, box) for box, _ in boxes]
     t3 = time.perf_counter()
-    for points in landmarks:
+    for points in landmarks if face_size else ():
         face = warp_face(image, transform_matrix(points, face_size, "whole_face"), face_size)
         encode_image(face, "jpg", 90)
     t4 = time.perf_counter()
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         help="detect_max_side values to compare; 0 = full resolution (default: 0 320)",
     )
     parser.add_argument("--face-size", type=int, default=256, help="aligned face size for the align stage")
+    parser.add_argument("--no-align", action="store_true", help="skip the align+encode stage")
     parser.add_argument("--frames", type=int, default=None, help="only the first N frames")
     args = parser.parse_args(argv)
 
@@ -165,15 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.video import probe_video
 
     info = probe_video(video)
+    face_size = 0 if args.no_align else args.face_size
+    align = "no align" if args.no_align else f"align+encode whole_face {args.face_size} px"
     print(
         f"extract benchmark: {video.name} {info.width}x{info.height}, engine {args.engine}, "
-        f"{args.workers} worker processes, align+encode whole_face {args.face_size} px, target {TARGET_FPS:.0f} frames/s"
+        f"{args.workers} worker processes, {align}, target {TARGET_FPS:.0f} frames/s"
     )
     rows = []
     for side in args.max_side:
         label = "full" if side == 0 else str(side)
         rows.append(
-            (label, run_config(video, args.engine, side or None, args.workers, args.face_size, args.frames))
+            (label, run_config(video, args.engine, side or None, args.workers, face_size, args.frames))
         )
     _print_table(rows)
     best = max(r["fps"] for _, r in rows)

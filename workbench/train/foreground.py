@@ -28,6 +28,14 @@ def _install_stop_signals(trainer: Trainer) -> list[tuple[int, Any]]:
     return previous
 
 
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temp files of writes interrupted by a kill (never the real files, which are renamed into place)."""
+    for folder in (run_dir / "checkpoints", run_dir / "checkpoints" / "backups", run_dir / "previews", run_dir):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp-*"):
+                tmp.unlink(missing_ok=True)
+
+
 def run_config(run_dir: str | Path, config: RunConfig, *, progress: bool = False,
                callbacks: list[Callback] | None = None, loss_hook: Any = None) -> TrainResult:
     """Train on ``run_dir`` with an already written config (holds the run lock; rank 0 writes the folder)."""
@@ -37,6 +45,8 @@ def run_config(run_dir: str | Path, config: RunConfig, *, progress: bool = False
     if lock is not None:
         lock.acquire()  # raises TrainingError when another trainer holds the folder: its status stays untouched
     try:
+        if lock is not None:
+            _remove_stale_temp_files(run_dir)
         cbs: list[Callback] = []
         if dctx.is_main:
             cbs.append(RunDirWriter(run_dir, config.max_steps))

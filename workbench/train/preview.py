@@ -36,10 +36,11 @@ def predict_preview(model: torch.nn.Module, src: torch.Tensor, src_mask: torch.T
 
 
 def _label(width: int, text: str) -> np.ndarray:
-    strip = np.full((HEADER_PX, width, 3), 0.12, np.float32)
+    strip = np.full((HEADER_PX, width, 3), 30, np.uint8)
     scale = 0.35 if width >= 64 else 0.25
-    cv2.putText(strip, text, (3, HEADER_PX - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0.9, 0.9, 0.9), 1, cv2.LINE_AA)
-    return strip
+    text = text.replace("→", "->")  # Hershey fonts are ASCII only
+    cv2.putText(strip, text, (3, HEADER_PX - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (230, 230, 230), 1, cv2.LINE_AA)
+    return strip.astype(np.float32) / 255.0
 
 
 def make_grid(images: dict[str, torch.Tensor], labels: bool = True) -> np.ndarray:

@@ -238,6 +238,7 @@ class Trainer:
         self.state = "starting"
         self.notes: list[str] = []
         self.last_metrics: dict[str, Any] = {}
+        self.ranks_in_sync: bool | None = None
         self.session_limit_step: int | None = None
 
         # ---- resume, or start from a pretrained model ----
@@ -730,6 +731,7 @@ class Trainer:
                     self._save_req = False
                     self.save()
                     last_save = time.monotonic()
+            self.check_ranks_in_sync()
             if self.last_save_step != self.step:
                 self.save()
         except KeyboardInterrupt as exc:  # Ctrl-C in the foreground: save and stop cleanly
@@ -753,6 +755,23 @@ class Trainer:
                 cb.on_end(self, state, error)
         return TrainResult(state, self.step, self.step - start_step, time.monotonic() - t0, self.mean_losses(),
                            None if error is None else str(error))
+
+    def check_ranks_in_sync(self) -> bool:
+        """Under DDP: compare a checksum of the weights across ranks (recorded as an event; True alone)."""
+        if not self.dist.enabled:
+            return True
+        with torch.no_grad():
+            total = torch.zeros(2, dtype=torch.float64, device=self.device)
+            for i, p in enumerate(self.model.parameters()):
+                total[0] += p.double().sum()
+                total[1] += (p.double() * ((i % 7) + 1)).abs().sum()
+        gathered = [torch.zeros_like(total) for _ in range(self.dist.world)]
+        dist.all_gather(gathered, total)
+        ok = all(torch.equal(g, gathered[0]) for g in gathered)
+        self.ranks_in_sync = ok
+        self._event({"kind": "ranks_in_sync", "step": self.step, "ok": ok,
+                     "checksums": [g.tolist() for g in gathered]})
+        return ok
 
     # ------------------------------------------------------------------------------------------
     # out of memory

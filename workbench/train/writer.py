@@ -63,6 +63,7 @@ class RunDirWriter(Callback):
             "started": self._started,
             "notes": trainer.notes[-10:],
             "world_size": trainer.dist.world,
+            "ranks_in_sync": trainer.ranks_in_sync,
         }
 
     def write(self, trainer: Trainer, state: str | None = None, force: bool = False) -> None:

@@ -1,0 +1,207 @@
+"""The offline demo: the whole pipeline on built-in faces, with nothing downloaded.
+
+Source identity: Grace Hopper (``grace_hopper.jpg``, bundled with matplotlib) animated into a short clip.
+Destination: scikit-image's ``astronaut`` turned into a clip with smooth camera motion and a generated
+audio track. Then: extract -> train the ``tiny`` preset for a time budget -> merge -> export, plus a
+contact sheet of every intermediate result. Re-running continues where it stopped (extraction and
+merging resume, training continues from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .project import CONFIG_NAME, Project, create_project
+
+DEMO_RUN = "demo"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """Options of ``workbench demo``; the defaults finish in well under 10 minutes on a 2-core CPU."""
+
+    folder: Path = Path("workbench-demo")
+    train_minutes: float = 4.0
+    clip_seconds: float = 4.0
+    fps: int = 24
+    face_size: int = 256
+    preset: str = "tiny"
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self) -> DemoOptions:
+        if not 0.1 <= self.train_minutes <= 600:
+            raise ConfigError(f"train_minutes must be 0.1..600, got {self.train_minutes}")
+        if not 1.0 <= self.clip_seconds <= 60:
+            raise ConfigError(f"clip_seconds must be 1..60, got {self.clip_seconds}")
+        return self
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Where the demo's outputs are and how long each stage took."""
+
+    project: Project
+    video: Path
+    contact_sheet: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    train_steps: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+
+    def format(self) -> str:
+        lines = [f"video:         {self.video}", f"contact sheet: {self.contact_sheet}",
+                 f"project:       {self.project.root}",
+                 f"training:      {self.train_steps} steps, losses "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in self.losses.items())]
+        lines.append("time:          " + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items())
+                     + f" (total {sum(self.timings.values()):.0f} s)")
+        return "\n".join(lines)
+
+
+def build_demo_project(folder: str | Path, *, clip_seconds: float = 4.0, fps: int = 24, face_size: int = 256,
+                       overwrite: bool = False) -> Project:
+    """Create the demo project with generated source and destination clips (no downloads)."""
+    from .demo_media import make_demo_destination, make_demo_source_clip
+
+    folder = Path(folder).expanduser().resolve()
+    if overwrite and (folder / CONFIG_NAME).exists():
+        shutil.rmtree(folder)
+    if (folder / CONFIG_NAME).exists():
+        return Project.open(folder)
+    staging = folder.parent / f".{folder.name}-media"
+    staging.mkdir(parents=True, exist_ok=True)
+    src = make_demo_source_clip(staging / "grace_hopper.mp4", frames=48, fps=12)
+    dst = make_demo_destination(staging / "astronaut.mp4", seconds=clip_seconds, fps=fps)
+    project = create_project(folder, src, dst, face_type="whole_face", face_size=face_size, name="demo")
+    shutil.rmtree(staging, ignore_errors=True)
+    return project
+
+
+def contact_sheet(project: Project, run_dir: Path, predict, merge_settings) -> np.ndarray:
+    """One picture of every intermediate result: landmarks, crops, masks, preview, colour variants, output."""
+    from . import align, viz
+    from .color import TRANSFERS
+    from .faceset import load_aligned_face, scan_faceset
+    from .images import read_image
+    from .masks import hull_mask
+    from .merge import crop_for_model
+    from .project import read_frame_index
+    from .train import latest_preview
+
+    tiles: list[np.ndarray] = []
+    labels: list[str] = []
+    size = 256
+
+    def add(image: np.ndarray, label: str) -> None:
+        tiles.append(np.asarray(image, np.float32))
+        labels.append(label)
+
+    for side, name in (("src", "source (Grace Hopper)"), ("dst", "destination (astronaut)")):
+        faces = scan_faceset(project.aligned_dir(side)).faces
+        if not faces:
+            continue
+        record = faces[len(faces) // 2]
+        image, meta = load_aligned_face(record.path)
+        frame = None
+        if side == "dst":
+            index = read_frame_index(project)
+            entry = next((f for f in index.frames if f.index == meta.frame_index), None)
+            if entry is not None:
+                frame = read_image(project.frames_dir / entry.file)
+        if frame is not None:
+            drawn = viz.draw_landmarks(frame, meta.source_landmarks)
+            drawn = viz.draw_crop_square(drawn, align.crop_corners(meta.face_matrix, meta.size))
+            add(drawn, f"{name}: landmarks + crop")
+        add(viz.draw_landmarks(image, meta.landmarks), f"{side}: aligned {meta.face_type}")
+        add(viz.overlay_mask(image, hull_mask(image.shape[:2], meta.landmarks)), f"{side}: hull mask")
+    preview = latest_preview(run_dir)
+    if preview is not None:
+        add(read_image(preview), "training preview (src, src>src, dst, dst>dst, src>dst)")
+    dst_faces = scan_faceset(project.aligned_dir("dst")).faces
+    index = read_frame_index(project)
+    if dst_faces:
+        meta = dst_faces[len(dst_faces) // 2].meta
+        entry = next(f for f in index.frames if f.index == meta.frame_index)
+        frame = read_image(project.frames_dir / entry.file)
+        face, _ = crop_for_model(frame, meta.source_landmarks, merge_settings)
+        swapped, swapped_mask, _ = predict(face)
+        add(face, "model input (dst crop)")
+        add(swapped, "model output (src decoder)")
+        mask = swapped_mask > 0.5
+        for name in ("none", "rct", "lct", "mkl", "sot", "hist_match"):
+            if name in TRANSFERS:
+                kwargs = {"seed": 0} if name in ("sot", "idt") else {}
+                add(TRANSFERS[name](swapped, face, mask.astype(np.float32), **kwargs), f"colour: {name}")
+    for entry in index.frames[:: max(1, len(index.frames) // 3)][:3]:
+        merged = project.merged_dir / entry.file
+        if merged.exists():
+            add(read_image(merged), f"merged frame {entry.index} (synthetic)")
+    resized = [viz.label_image(_fit(t, size), label) for t, label in zip(tiles, labels)]
+    return viz.image_grid(resized, ncols=4)
+
+
+def _fit(image: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    resized = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    canvas = np.ones((size, size, 3), np.float32)
+    y, x = (size - resized.shape[0]) // 2, (size - resized.shape[1]) // 2
+    canvas[y:y + resized.shape[0], x:x + resized.shape[1]] = resized
+    return canvas
+
+
+def run_demo(options: DemoOptions = DemoOptions()) -> DemoResult:
+    """Run the whole offline pipeline; returns where the video and the contact sheet are."""
+    from .export import export_project
+    from .extract import ExtractOptions, extract_project
+    from .images import write_image
+    from .merge import MergeConfig, MergeSettings, merge_project
+    from .train import load_predictor, preset, train
+
+    options = options.validate()
+    timings: dict[str, float] = {}
+    say = print if options.progress else (lambda *a, **k: None)
+
+    started = time.perf_counter()
+    project = build_demo_project(options.folder, clip_seconds=options.clip_seconds, fps=options.fps,
+                                 face_size=options.face_size, overwrite=options.overwrite)
+    timings["media"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for side in ("src", "dst"):
+        say(f"== extract {side}")
+        summary = extract_project(project, side, ExtractOptions(size=options.face_size,
+                                                                smoothing=0.5 if side == "dst" else 0.0),
+                                  progress=options.progress)
+        say(summary.format())
+    timings["extract"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    run_dir = project.models_dir / DEMO_RUN
+    say(f"== train '{options.preset}' for {options.train_minutes:g} min (run folder {run_dir})")
+    result = train(run_dir, preset(options.preset), src=project.aligned_dir("src"), dst=project.aligned_dir("dst"),
+                   seconds=options.train_minutes * 60.0, progress=options.progress)
+    timings["train"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    say("== merge")
+    predict = load_predictor(run_dir)
+    settings = MergeSettings(face_type=predict.face_type, resolution=predict.resolution)
+    summary = merge_project(project, predict, MergeConfig(default=settings), progress=options.progress)
+    say(summary.format())
+    timings["merge"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    say("== export")
+    video, _ = export_project(project, output="demo_swap.mp4", overwrite=True, progress=options.progress)
+    sheet = write_image(project.output_dir / "contact_sheet.png", contact_sheet(project, run_dir, predict, settings))
+    timings["export"] = time.perf_counter() - started
+    return DemoResult(project, video, sheet, timings, result.step, dict(result.losses))
