@@ -328,6 +328,28 @@ def test_motion_vectors_follow_the_face(clip):
     assert merge.motion_blur_kernel_size(10.0, 50) == 6 and merge.motion_blur_kernel_size(1.0, 50) == 0
 
 
+def test_image_operations_follow_dfl_formulas(rng):
+    flat = np.full((32, 32, 3), 0.4, np.float32)
+    for mode in ("box", "gaussian"):  # sharpening kernels sum to 1: a flat image stays flat
+        assert np.allclose(merge.blursharpen(flat, mode, 5), flat, atol=1e-6)
+    assert np.allclose(merge.blursharpen(flat, "none", 5), flat)
+    edge = np.zeros((16, 16, 3), np.float32)
+    edge[:, 8:] = 0.5
+    box = merge.blursharpen(edge, "box", 1)
+    kernel = -np.full((3, 3), 1 / 9, np.float32)
+    kernel[1, 1] += 2.0  # delta + (delta - box) * 1
+    assert np.allclose(box, cv2.filter2D(edge, -1, kernel), atol=1e-6) and box.max() > 0.5
+    noisy = rng.random((32, 32, 3)).astype(np.float32)
+    assert merge.blursharpen(noisy, "box", -10).std() < noisy.std()  # one full 5x5 median pass
+    assert np.array_equal(merge.denoise(noisy, 0), noisy)
+    assert merge.denoise(noisy, 50).std() < noisy.std()
+    assert merge.bicubic_degrade(noisy, 50).shape == noisy.shape
+    reduced = merge.reduce_colors(rng.random((64, 64, 3)))
+    assert len(np.unique(to_uint8(reduced).reshape(-1, 3), axis=0)) <= 256
+    assert merge.seamless_mask(np.full((4, 4), 0.05, np.float32)) is None
+    assert merge.seamless_mask(np.array([[0.0, 0.15], [0.5, 1.0]], np.float32)).tolist() == [[False, True], [True, True]]
+
+
 # --------------------------------------------------------------------------------------------- merge_frame
 
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import largest_face_landmarks
 
 from workbench import align, pose
 from workbench.face_constants import LANDMARKS_68_3D, mirror_landmarks
-from workbench.images import read_image, to_uint8
+from workbench.images import read_image
 
 
 def euler_to_matrix(x: float, y: float, z: float) -> np.ndarray:
@@ -104,29 +102,7 @@ def test_validation():
 # ---------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _dlib_models():
-    # Loading the 68-point predictor takes seconds; do it once per test module.
-    dlib = pytest.importorskip("dlib")
-    spec = importlib.util.find_spec("face_recognition_models")  # importing it needs pkg_resources: don't
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("face_recognition_models (dlib landmark weights) is not installed")
-    model = Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model))
-
-
-def dlib_landmarks(image: np.ndarray) -> np.ndarray:
-    """68 landmarks of the largest face, dlib HOG detector on a <= 640 px copy + the 68-point predictor."""
-    dlib, detector, predictor = _dlib_models()
-    u8 = to_uint8(image)
-    k = max(1, max(u8.shape[:2]) // 640)
-    small = cv2.resize(u8, (u8.shape[1] // k, u8.shape[0] // k), interpolation=cv2.INTER_AREA)
-    rects = detector(small, 0)
-    assert len(rects) >= 1, "dlib found no face"
-    r = max(rects, key=lambda r: r.area())
-    rect = dlib.rectangle(r.left() * k, r.top() * k, r.right() * k, r.bottom() * k)
-    shape = predictor(u8, rect)
-    return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+dlib_landmarks = largest_face_landmarks
 
 
 def aligned_pose(lm: np.ndarray) -> pose.HeadPose:

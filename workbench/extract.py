@@ -53,6 +53,7 @@ class ExtractOptions:
     reference: str | None = None
     reference_threshold: float = 0.6
     rotation_search: bool = False
+    detect_max_side: int | None = 640
     smoothing: float = 0.0
     every_nth: int = 1
     workers: int = 2
@@ -70,6 +71,8 @@ class ExtractOptions:
             raise ConfigError(f"target must be one of {TARGET_MODES}, got '{self.target}'")
         if not 0.0 <= self.smoothing <= 1.0:
             raise ConfigError(f"smoothing strength must be 0..1, got {self.smoothing}")
+        if self.detect_max_side is not None and self.detect_max_side < 64:
+            raise ConfigError(f"detect_max_side must be >= 64 or None, got {self.detect_max_side}")
         if self.every_nth < 1 or self.workers < 0 or self.max_faces < 0 or self.min_face < 1:
             raise ConfigError("every_nth >= 1, workers >= 0, max_faces >= 0 and min_face >= 1 are required")
         return ExtractOptions(**{**asdict(self), "face_type": face_type})
@@ -87,6 +90,8 @@ OPTION_HELP = {
     "target": "Which faces to keep when several are in frame: all, largest or center.",
     "reference": "A photo of the person to keep: faces whose identity distance to it is under the threshold.",
     "reference_threshold": "Identity distance threshold for --reference (dlib's usual 0.6; lower = stricter).",
+    "detect_max_side": "Run the face detector on a copy shrunk to this longer side (faster); landmarks still use "
+    "the full frame. HOG needs faces of ~80 px in the shrunk copy; None = full resolution.",
     "rotation_search": "Also try the frame rotated by 90/270/180 degrees when no face is found (DFL).",
     "smoothing": "Temporal smoothing of landmarks across video frames, 0 (off) .. 1 (strong); reduces jitter.",
     "every_nth": "Process only every n-th video frame.",
@@ -175,6 +180,7 @@ class _WorkerConfig:
     max_faces: int
     target: str
     rotation_search: bool
+    detect_max_side: int | None
     reference_embedding: tuple[float, ...] | None
     reference_threshold: float
 
@@ -194,7 +200,8 @@ def _detect_one(config: _WorkerConfig, engine: Any, image_u8: np.ndarray) -> lis
     from . import detect
 
     image = to_float(image_u8)
-    faces = detect.detect_faces(image, engine, min_size=config.min_face, rotation_search=config.rotation_search)
+    faces = detect.detect_faces(image, engine, min_size=config.min_face, rotation_search=config.rotation_search,
+                                detect_max_side=config.detect_max_side)
     reference = None if config.reference_embedding is None else np.asarray(config.reference_embedding, np.float32)
     selected = detect.select_faces(faces, image.shape, mode=config.target, reference=reference,
                                    threshold=config.reference_threshold, image=image)
@@ -322,7 +329,8 @@ def extract_faces(
     journal_path = out_dir / JOURNAL_NAME
     done = {row["key"]: row for row in read_jsonl(journal_path) if "key" in row}
     worker_config = _WorkerConfig(options.engine, options.min_face, options.max_faces, options.target,
-                                  options.rotation_search, _reference_embedding(options), options.reference_threshold)
+                                  options.rotation_search, options.detect_max_side, _reference_embedding(options),
+                                  options.reference_threshold)
     # Fail fast (e.g. face_alignment without weights) before spawning workers or decoding video.
     from . import detect
 

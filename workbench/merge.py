@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from . import align
+from . import align, color, masks
 from .errors import ConfigError, MergeError
 from .fileutil import append_jsonl, atomic_path, atomic_write_json, read_jsonl
 from .images import encode_image, read_image, to_float, to_uint8, write_image
@@ -110,8 +110,6 @@ def color_transfer_names() -> tuple[str, ...]:
     The ``-m`` variants run the transfer on the images multiplied by the binary working mask (DFL's
     ``mkl-m``, ``idt-m``, ``sot-m``, ``mix-m``); ``rct`` always uses the mask, as in DFL.
     """
-    from . import color
-
     names = ["none"]
     for key in color.TRANSFERS:
         if key not in names:
@@ -473,8 +471,6 @@ def apply_color_transfer(face: np.ndarray, reference: np.ndarray, name: str, are
     only inside pixels, where DFL multiplies the images by the mask and counts the zeros); the others use
     the whole crops. ``sot`` (and ``mix``'s chroma) use DFL's merger values: 10 steps of 30 directions.
     """
-    from . import color
-
     if name == "none":
         return face
     masked = name.endswith("-m")
@@ -494,8 +490,6 @@ def _hist_match(face: np.ndarray, reference: np.ndarray, threshold: int,
                 area_mask: np.ndarray | None = None) -> np.ndarray:
     """Per-channel CDF matching with DFL's threshold; with a mask the CDFs use only pixels inside it
     (DFL paints the outside white in both images: the same map inside at threshold 255)."""
-    from . import color
-
     out = color.hist_match(face, reference, area_mask, threshold=threshold)
     return np.clip(np.asarray(out, np.float32), 0, 1)
 
@@ -522,8 +516,6 @@ def _working_mask(settings: MergeSettings, size: int, prd: np.ndarray, prd_mask:
     if mode == "full":
         wrk = np.ones((size, size), np.float32)
     elif mode == "dst":
-        from . import masks
-
         wrk = np.asarray(masks.hull_mask((size, size), face_landmarks), dtype=np.float32)
     elif mode == "learned-prd":
         wrk = prd_mask.copy()

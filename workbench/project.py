@@ -16,14 +16,13 @@ from typing import Any, Literal
 from .errors import ProjectError
 from .fileutil import atomic_write_json
 from .images import is_image_path
+from .video import VIDEO_SUFFIXES
 
 CONFIG_NAME = "workbench.json"
 FRAME_INDEX_NAME = "frames.json"
 SCHEMA_VERSION = 1
 SIDES = ("src", "dst")
 Side = Literal["src", "dst"]
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 
 
 def _check_side(side: str) -> str:

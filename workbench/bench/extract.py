@@ -11,7 +11,9 @@ peak memory (ru_maxrss of the main process and of the largest worker) and the ti
 - landmarks: 68-point shape predictor on the full-resolution frame;
 - align:     DFL whole-face matrix + Lanczos warp to ``--face-size`` + JPEG q90 encode (the extract stage's work).
 
-Worker stage times are summed over workers, so with 2 workers they can add up to ~2x the wall time.
+Stage times are CPU time (``time.process_time``) per frame, so they do not grow when other processes share the
+cores; "main_other" is the main process's frame hand-off to the pool. "est. f/s" = cores / (CPU s per frame),
+the rate the pipeline would reach with that many idle cores; "frames/s" is what the wall clock measured.
 Target: >= 20 frames/s on a 2-core machine.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
 import time
 from pathlib import Path
@@ -44,18 +47,18 @@ def _process(task: tuple[np.ndarray, str, int | None, int]) -> tuple[int, dict[s
     frame_u8, engine_name, max_side, face_size = task
     engine = load_engine(engine_name)
     times = {}
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     image = validate_image(frame_u8.astype(np.float32) / np.float32(255.0))
     frame = as_dlib_image(image)
-    t1 = time.perf_counter()
+    t1 = time.process_time()
     boxes = detect_boxes(frame, engine, min_size=40, detect_max_side=max_side)
-    t2 = time.perf_counter()
+    t2 = time.process_time()
     landmarks = [engine.landmarks(frame, box) for box, _ in boxes]
-    t3 = time.perf_counter()
+    t3 = time.process_time()
     for points in landmarks if face_size else ():
         face = warp_face(image, transform_matrix(points, face_size, "whole_face"), face_size)
         encode_image(face, "jpg", 90)
-    t4 = time.perf_counter()
+    t4 = time.process_time()
     times.update(convert=t1 - t0, detect=t2 - t1, landmarks=t3 - t2, align=t4 - t3)
     return len(boxes), times
 
@@ -67,13 +70,13 @@ def _decoded_frames(video: Path, limit: int | None, timer: dict[str, float]):
 
     frames = iter_frames(video, stop=limit)
     while True:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         try:
             item = next(frames)
         except StopIteration:
             return
         frame = as_dlib_image(item.image)
-        timer["decode"] += time.perf_counter() - t0
+        timer["decode"] += time.process_time() - t0
         yield frame
 
 
@@ -86,6 +89,7 @@ def run_config(
     with mp.Pool(workers, initializer=_warm, initargs=(engine,)) as pool:
         pool.map(_warm, [engine] * workers, chunksize=1)  # engines loaded before the clock starts
         start = time.perf_counter()
+        main_cpu = time.process_time()
         tasks = ((f, engine, max_side, face_size) for f in _decoded_frames(video, limit, totals))
         for n_faces, times in pool.imap(_process, tasks, chunksize=4):
             frames += 1
@@ -93,6 +97,7 @@ def run_config(
             for key, value in times.items():
                 totals[key] += value
         wall = time.perf_counter() - start
+        main_cpu = time.process_time() - main_cpu
         pool.close()
         pool.join()
     return {
@@ -101,33 +106,32 @@ def run_config(
         "wall": wall,
         "fps": frames / wall if wall else 0.0,
         **{f"ms_{k}": 1000.0 * v / max(frames, 1) for k, v in totals.items()},
+        # decode, frame pickling and result handling happen in the main process; the rest in the workers
+        "ms_main_other": 1000.0 * (main_cpu - totals["decode"]) / max(frames, 1),
+        "cpu_ms": 1000.0 * (main_cpu + sum(v for k, v in totals.items() if k != "decode")) / max(frames, 1),
         "rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "rss_child_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
     }
 
 
-def _print_table(rows: list[tuple[str, dict[str, float]]]) -> None:
-    head = [
-        "detect_max_side",
-        "frames/s",
-        "faces",
-        "wall s",
-        *[f"{s} ms/f" for s in STAGES],
-        "slowest",
-        "peak RSS MB",
-    ]
+def _print_table(rows: list[tuple[str, dict[str, float]]], cores: int) -> None:
+    stages = (*STAGES, "main_other")
+    head = ["detect_max_side", "faces", "wall s", "frames/s", "CPU ms/f", f"est. f/s {cores} idle cores"]
+    head += [f"{s} CPU ms/f" for s in stages] + ["slowest", "peak RSS MB (main / worker)"]
     table = [head]
     for label, r in rows:
-        stage_ms = {s: r[f"ms_{s}"] for s in STAGES}
+        stage_ms = {s: r[f"ms_{s}"] for s in stages}
         table.append(
             [
                 label,
-                f"{r['fps']:.1f}",
                 f"{r['with_face']}/{r['frames']}",
                 f"{r['wall']:.1f}",
-                *[f"{stage_ms[s]:.1f}" for s in STAGES],
+                f"{r['fps']:.1f}",
+                f"{r['cpu_ms']:.1f}",
+                f"{cores * 1000.0 / r['cpu_ms']:.1f}" if r["cpu_ms"] else "-",
+                *[f"{stage_ms[s]:.1f}" for s in stages],
                 max(stage_ms, key=stage_ms.get),
-                f"main {r['rss_self_mb']:.0f} / worker {r['rss_child_mb']:.0f}",
+                f"{r['rss_self_mb']:.0f} / {r['rss_child_mb']:.0f}",
             ]
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
@@ -178,10 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             (label, run_config(video, args.engine, side or None, args.workers, face_size, args.frames))
         )
-    _print_table(rows)
+    _print_table(rows, args.workers)
     best = max(r["fps"] for _, r in rows)
+    best_est = max(args.workers * 1000.0 / r["cpu_ms"] for _, r in rows if r["cpu_ms"])
+    load = os.getloadavg()[0]
     print(
-        f"best: {best:.1f} frames/s ({'meets' if best >= TARGET_FPS else 'BELOW'} the {TARGET_FPS:.0f} frames/s target)"
+        f"best measured: {best:.1f} frames/s ({'meets' if best >= TARGET_FPS else 'below'} the {TARGET_FPS:.0f} "
+        f"frames/s target); from CPU time on {args.workers} idle cores: {best_est:.1f} frames/s. "
+        f"Load average now {load:.1f} on {os.cpu_count()} cores (other processes slow the measured rate)."
     )
     return 0
 

@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-threshold", type=float, default=0.6)
     p.add_argument("--max-faces", type=int, default=0, help="keep at most N largest faces per frame (0 = all)")
     p.add_argument("--min-face", type=int, default=40, help="minimum face size in px")
+    p.add_argument("--detect-max-side", type=int, default=640,
+                   help="detect on a copy shrunk to this side for speed (0 = full resolution; default 640)")
     p.add_argument("--rotation-search", action="store_true", help="try 90/270/180 degree rotations (DFL)")
     p.add_argument("--smoothing", type=float, default=None,
                    help="temporal landmark smoothing 0..1 (default 0.5 for dst videos, 0 for src)")
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         reference=str(project.resolve_inside(args.reference)) if args.reference else None,
         reference_threshold=args.reference_threshold,
         rotation_search=args.rotation_search,
+        detect_max_side=args.detect_max_side or None,
         every_nth=args.every_nth,
         workers=args.workers,
         debug=args.debug,

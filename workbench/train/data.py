@@ -134,7 +134,7 @@ def load_face_bank(folder: str | Path, side: str, face_type: str, resolution: in
     from ..faceset import scan_faceset
 
     folder = Path(folder)
-    check_faceset_folder(folder, side, 1)
+    check_faceset_folder(folder, side, min_faces)
     scan = scan_faceset(folder)
     records = list(scan.faces)
     broken = list(scan.broken)

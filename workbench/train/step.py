@@ -16,6 +16,8 @@ The functions are pure (tensors in, tensors out); :mod:`workbench.train.trainer`
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -117,9 +119,14 @@ def _set_requires_grad(module: nn.Module | None, flag: bool) -> None:
 
 
 def generator_losses(out: dict[str, torch.Tensor], src: SideTensors, dst: SideTensors, options, *,
-                     gan_d: nn.Module | None = None, code_d: nn.Module | None = None
+                     gan_d: nn.Module | None = None, code_d: nn.Module | None = None,
+                     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SAEHD's generator objective.
+
+    Call it *outside* autocast: the loss maths (SSIM statistics, blurs) must run in float32, since
+    autocast would run their convolutions in fp16, whose gradients overflow. ``autocast`` is applied to
+    the discriminator forwards only.
 
     Returns:
         (scalar total loss, per-term batch means for logging: ``src``, ``dst`` and the optional terms).
@@ -160,7 +167,8 @@ def generator_losses(out: dict[str, torch.Tensor], src: SideTensors, dst: SideTe
     if gan_d is not None and options.gan_power > 0:
         m = blurred["src"] if options.masked_training else 1.0
         _set_requires_grad(gan_d, False)
-        fake = gan_d(out["src_src"] * m)
+        with autocast():
+            fake = gan_d(out["src_src"] * m)
         _set_requires_grad(gan_d, True)
         g = options.gan_power * L.gan_g_loss(fake)
         if options.masked_training:
@@ -171,7 +179,9 @@ def generator_losses(out: dict[str, torch.Tensor], src: SideTensors, dst: SideTe
         total = total + g
     if code_d is not None and options.true_face_power > 0:
         _set_requires_grad(code_d, False)
-        tf = options.true_face_power * L.gan_g_loss(code_d(out["src_code"]))
+        with autocast():
+            logits = code_d(out["src_code"])
+        tf = options.true_face_power * L.gan_g_loss(logits)
         _set_requires_grad(code_d, True)
         terms["true_face"] = tf.mean()
         total = total + tf
@@ -180,15 +190,22 @@ def generator_losses(out: dict[str, torch.Tensor], src: SideTensors, dst: SideTe
     return total.mean(), terms
 
 
-def gan_discriminator_loss(gan_d: nn.Module, out: dict[str, torch.Tensor], src: SideTensors, options) -> torch.Tensor:
+def gan_discriminator_loss(gan_d: nn.Module, out: dict[str, torch.Tensor], src: SideTensors, options,
+                           autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+                           ) -> torch.Tensor:
     """U-Net patch D: real = target src, fake = src->src (both masked when training masked)."""
     m = L.blurred_mask(src.mask, options.resolution) if options.masked_training else 1.0
     target = src.target if not options.blur_out_mask else L.blur_out_mask(src.target, src.mask, options.resolution)
-    real = gan_d(target * m)
-    fake = gan_d(out["src_src"].detach() * m)
+    with autocast():
+        real = gan_d(target * m)
+        fake = gan_d(out["src_src"].detach() * m)
     return L.gan_d_loss(real, fake).mean()
 
 
-def code_discriminator_loss(code_d: nn.Module, out: dict[str, torch.Tensor]) -> torch.Tensor:
+def code_discriminator_loss(code_d: nn.Module, out: dict[str, torch.Tensor],
+                            autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+                            ) -> torch.Tensor:
     """TrueFace code D: dst codes are 'real' (1), src codes 'fake' (0)."""
-    return L.gan_d_loss(code_d(out["dst_code"].detach()), code_d(out["src_code"].detach())).mean()
+    with autocast():
+        real, fake = code_d(out["dst_code"].detach()), code_d(out["src_code"].detach())
+    return L.gan_d_loss(real, fake).mean()

@@ -220,8 +220,9 @@ class Trainer:
         self.gan_opt = self._make_optimizer(self.gan_d.parameters()) if self.gan_d is not None else None
         self.code_opt = self._make_optimizer(self.code_d.parameters()) if self.code_d is not None else None
         fp16 = opts.precision == "fp16"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        self.d_scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        # fp16: losses are O(10) sums, so start the scale at 2^10 rather than 2^16 (fewer skipped first steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, init_scale=1024.0, enabled=fp16)
+        self.d_scaler = torch.amp.GradScaler(self.device.type, init_scale=1024.0, enabled=fp16)
 
         # ---- bookkeeping ----
         self.step = 0
@@ -512,10 +513,14 @@ class Trainer:
             s, d = s.slice(a, b), d.slice(a, b)
         return s, d
 
-    def train_step(self) -> dict[str, float]:
-        """One optimisation step on the next batch; returns the batch-mean loss terms (plus ``lr``)."""
+    def next_batch(self) -> tuple[Any, Any]:
+        """The next augmented (src, dst) batch of this rank (what :meth:`train_step` consumes)."""
+        return self._batch()
+
+    def train_step(self, batch: tuple[Any, Any] | None = None) -> dict[str, float]:
+        """One optimisation step on ``batch`` (default: the next one); returns batch-mean loss terms and ``lr``."""
         o = self.options
-        s, d = self._batch()
+        s, d = batch if batch is not None else self._batch()
         lr = self.current_lr()
         for opt in (self.opt, self.gan_opt, self.code_opt):
             if opt is not None:
@@ -524,7 +529,7 @@ class Trainer:
 
         with self._autocast():
             out = self.train_forward(s.warped, d.warped)
-            total, terms = generator_losses(out, s, d, o, gan_d=self.gan_d, code_d=self.code_d)
+        total, terms = generator_losses(out, s, d, o, gan_d=self.gan_d, code_d=self.code_d, autocast=self._autocast)
         if self.loss_hook is not None:
             total = self.loss_hook(self.step, s.warped.shape[0], total)
 
@@ -551,6 +556,10 @@ class Trainer:
                 self.scaler.step(self.opt)  # skips the update itself when the scaled grads overflowed
                 self.scaler.update()
                 grad_ok = True  # fp16 overflow is routine and handled by the scaler, not a collapse
+                if self.scaler.get_scale() < 2.0 ** -10:  # ~20 overflows in a row: fp16 cannot represent them
+                    raise TrainingError(
+                        "fp16 gradients overflow at every step (the gradient scaler gave up)", self.run_dir,
+                        "use --precision bf16 (same speed on recent GPUs, fp32 range) or fp32")
             elif grad_ok:
                 self.opt.step()
             vals["grad_norm"] = float(norm)
@@ -583,11 +592,10 @@ class Trainer:
             if disc is None:
                 continue
             opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                if name == "d_gan":
-                    loss = gan_discriminator_loss(disc, out, s, o)
-                else:
-                    loss = code_discriminator_loss(disc, out)
+            if name == "d_gan":
+                loss = gan_discriminator_loss(disc, out, s, o, self._autocast)
+            else:
+                loss = code_discriminator_loss(disc, out, self._autocast)
             if not torch.isfinite(loss):
                 continue
             self.d_scaler.scale(loss).backward()
@@ -792,7 +800,8 @@ class Trainer:
         try:
             with self._autocast():
                 out = self.train_forward(x, x)
-                total, _ = generator_losses(out, side, side, self.options, gan_d=self.gan_d, code_d=self.code_d)
+            total, _ = generator_losses(out, side, side, self.options, gan_d=self.gan_d, code_d=self.code_d,
+                                        autocast=self._autocast)
             if self.loss_hook is not None:
                 total = self.loss_hook(self.step, batch, total)
             total.backward()
