@@ -391,7 +391,7 @@ def test_build_app_serves_only_the_project(small_project):
     options = launch_options(demo)
     assert options["allowed_paths"] == [str(small_project.resolve())]
     assert options["max_file_size"] == "500mb"
-    config = json.dumps(demo.get_config_file())
+    config = json.dumps(demo.get_config_file(), default=str)
     assert CONSENT_RULE in config
     assert demo.workbench_context.workspace == small_project.parent.resolve()
 

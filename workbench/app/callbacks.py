@@ -52,6 +52,7 @@ RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROJECT_NAME_RE = RUN_NAME_RE
 GALLERY_ORDERS = ("file", "blur", "motion-blur", "yaw", "pitch", "face-size", "brightness", "hue", "source",
                   "similarity", "identity distance")
+DEFAULT_RUN = "tiny"  # the run name offered when a project has none yet
 STARTING_GRACE_SECONDS = 60.0  # a trainer launched this long ago may still be starting (no lock yet)
 MERGE_PREVIEW_SETTINGS_EXCLUDED = ("face_type", "resolution")  # facts about the model, not choices
 
@@ -883,7 +884,7 @@ def attach_training(root: str | None) -> dict[str, Any]:
     runs = list_runs(Project.open(root))
     choices = run_choices(root)
     if not runs:
-        return {"run": _update(choices=choices, value=None)}
+        return {"run": _update(choices=choices, value=DEFAULT_RUN)}
     active = [r for r in runs if r.is_active]
     pick = active[0] if active else max(runs, key=lambda r: r.updated or 0.0)
     out = run_options(root, pick.name)
@@ -1474,10 +1475,13 @@ def show_export(root: str, name: str | None) -> dict[str, Any]:
 def default_export_name(root: str | None) -> str:
     if not root:
         return "swap.mp4"
+    source = ""
     try:
-        source = read_frame_index(Project.open(root)).source
+        project = Project.open(root)
+        source = project.read_config().get("dst_media") or ""
+        source = read_frame_index(project).source or source
     except WorkbenchError:
-        source = ""
+        pass  # no frames yet: the destination media's name (or the project's) is used
     return f"{Path(source).stem or Path(root).name}_swap.mp4"
 
 
