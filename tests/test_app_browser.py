@@ -65,7 +65,6 @@ def app(tmp_path_factory, data_file):
     src, dst = make_clips(tmp_path_factory.getbasetemp() / "app_project" / "clips", data_file)
     project = create_project(base / "proj", src, dst, face_type="whole_face", face_size=FACE_SIZE)
     demo = build_app(project.root, poll_seconds=POLL_SECONDS)
-    demo.queue(default_concurrency_limit=1)
     port = _free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                 **launch_options(demo))
@@ -209,6 +208,7 @@ def _walk(app, page, tmp_path) -> None:
     expect(page.locator("#selected-faces")).to_contain_text("000002_0")
     page.get_by_label("landmarks", exact=True).check()
     expect(page.locator("#face-gallery img").first).to_have_attribute("src", re.compile(r"\.webp"), timeout=30_000)
+    _shot(page, tmp_path, "extract")
 
     # --- train: start the background trainer; the step counter and the preview come alive
     _tab(page, "3 · Train")
@@ -223,11 +223,26 @@ def _walk(app, page, tmp_path) -> None:
     page.locator("#start-btn").click()  # starting twice: refused with a message, no second trainer
     expect(page.locator("#train-action")).to_contain_text(re.compile("already training|starting up"))
     expect(page.locator("#train-step")).to_contain_text(re.compile(r"Step [1-9]"), timeout=240_000)
+    watched_since = time.time()
     first = _wait_src_change(page, "#train-preview", None, timeout=240_000)
     second = _wait_src_change(page, "#train-preview", first, timeout=180_000)
     assert first != second
     expect(page.locator("#train-status")).to_contain_text("running")
     expect(page.locator("#loss-plot")).to_be_visible()
+    _shot(page, tmp_path, "train")
+    shown = [(item, watched_since) for item in page.evaluate("() => window.__shown")]
+
+    # --- closing the page does not stop training; a new page re-attaches to the running trainer
+    page.reload(wait_until="load")
+    expect(page.locator("#overview table")).to_contain_text("training runs", timeout=90_000)
+    _tab(page, "3 · Train")
+    expect(page.locator("#run-name input")).to_have_value("tiny", timeout=30_000)
+    expect(page.locator("#train-status")).to_contain_text("running", timeout=30_000)
+    expect(page.locator("#train-action")).to_contain_text("Re-attached to the running trainer")
+    _watch_images(page)
+    watched_since = time.time()
+    _wait_src_change(page, "#train-preview", None, timeout=60_000)
+    _wait_src_change(page, "#train-preview", _img_src(page, "#train-preview"), timeout=180_000)
     page.locator("#pause-btn").click()
     expect(page.locator("#train-status")).to_contain_text("paused", timeout=60_000)
     step_paused = page.locator("#train-step").inner_text()
@@ -238,7 +253,8 @@ def _walk(app, page, tmp_path) -> None:
     _wait_src_change(page, "#train-preview", _img_src(page, "#train-preview"), timeout=180_000)
     page.locator("#stop-btn").click()
     expect(page.locator("#train-status")).to_contain_text("stopped", timeout=120_000)
-    preview_latencies = _preview_latencies(page, root / "models" / "tiny" / "previews", hash_file)
+    shown += [(item, watched_since) for item in page.evaluate("() => window.__shown")]
+    preview_latencies = _preview_latencies(shown, root / "models" / "tiny" / "previews", hash_file)
     assert preview_latencies, "no preview display could be matched to its file"
 
     # --- merge: the frame re-renders on a setting change; colour grid; merge all frames
@@ -260,6 +276,7 @@ def _walk(app, page, tmp_path) -> None:
     page.locator("#grid-btn").click()
     expect(page.locator("#color-grid img")).to_be_visible(timeout=120_000)
     expect(page.locator("#merge-status")).to_contain_text("colour transfers")
+    _shot(page, tmp_path, "merge")
     page.locator("#merge-all-btn").click()
     expect(page.locator("#merge-status")).to_contain_text("frames: 36", timeout=300_000)
     assert len(list((root / "merged").glob("*.png"))) == 36
@@ -272,25 +289,33 @@ def _walk(app, page, tmp_path) -> None:
     expect(page.locator("#export-download")).to_be_visible()
     expect(page.locator("#provenance")).to_contain_text("Face-Swap Workbench")
     assert (root / "output" / "d19_swap.mp4").is_file()
-    page.screenshot(path=str(tmp_path / "export.png"), full_page=True)
+    _shot(page, tmp_path, "export")
     assert not page.workbench_errors, page.workbench_errors  # type: ignore[attr-defined]
 
     _report(merge_latencies, preview_latencies)
     assert statistics.median(merge_latencies) < 3.0  # the 0.5 s target is reported, not enforced on a busy CI box
 
 
-def _preview_latencies(page, previews: Path, hash_file) -> list[float]:
-    """Seconds from each preview file's write (mtime) to the moment the page displayed it."""
+def _preview_latencies(shown: list[tuple[dict, float]], previews: Path, hash_file) -> list[float]:
+    """Seconds from each preview file's write (mtime) to the moment the page displayed it.
+
+    ``shown`` holds (display record, time the page started watching); previews written before a page started
+    watching (shown at once when it loads) are not latencies and are left out.
+    """
     by_hash = {hash_file(p): p.stat().st_mtime for p in previews.glob("step_*.png")}
-    shown = page.evaluate("() => window.__shown")
     latencies = []
-    for item in shown:
+    for item, since in shown:
         if item["sel"] != "#train-preview":
             continue
         match = re.search(r"/([0-9a-f]{64})/", item["src"])
-        if match and match.group(1) in by_hash:
+        if match and match.group(1) in by_hash and by_hash[match.group(1)] > since:
             latencies.append(item["t"] / 1000.0 - by_hash[match.group(1)])
     return latencies
+
+
+def _shot(page, folder: Path, name: str) -> None:
+    """A full-page screenshot kept with the test's temporary files (and in test-artifacts/ on failure)."""
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 def _report(merge: list[float], preview: list[float]) -> None:

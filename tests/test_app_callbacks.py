@@ -311,10 +311,14 @@ def test_merge_before_a_model_exists_shows_a_message(empty_workspace):
 
     root = cb.create_project(empty_workspace, "nomodel")["root"]
     (Path(root) / "models" / "r1").mkdir(parents=True)
-    out = cb.render_merge_frame(empty_workspace, root, "r1", 0, {})
-    assert "has no trained model yet" in out["status"]
-    assert "no training run selected" in cb.render_merge_frame(empty_workspace, root, None, 0, {})["status"]
+    # the page re-renders by itself (load, slider): a hint in the info line, no warning toast
+    assert "has no trained model yet" in cb.render_merge_frame(empty_workspace, root, "r1", 0, {})["merge_info"]
+    assert "Pick a trained model" in cb.render_merge_frame(empty_workspace, root, None, 0, {})["merge_info"]
     assert "No trained model yet" in cb.merge_setup(root)["merge_info"]
+    # asked for explicitly: a warning
+    assert "has no trained model yet" in cb.color_variants(empty_workspace, root, "r1", 0, {})["status"]
+    assert "has no trained model yet" in cb.merge_all(empty_workspace, root, "r1", {})["status"]
+    assert "no training run selected" in cb.merge_all(empty_workspace, root, None, {})["status"]
 
 
 def test_merge_preview_caches_the_prediction_and_renders_colour_variants(small_project, ctx):

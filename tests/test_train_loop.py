@@ -9,19 +9,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from train_fixtures import faceset_pair, fast_options, make_faceset  # noqa: F401  (fixture)
+from train_fixtures import faceset_pair, fast_options, make_faceset, one_torch_thread  # noqa: F401  (fixtures)
 
 from workbench.errors import TrainingError
 from workbench.train import Trainer, load_checkpoint, read_metrics, read_status, save_checkpoint
 from workbench.train.runs import checkpoint_path
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine is shared: one thread is faster than two contended ones
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +27,7 @@ def _weights(trainer: Trainer) -> list[torch.Tensor]:
 
 
 # (1) ------------------------------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_learns_both_real_faces(faceset_pair):
+def test_learns_both_real_faces(faceset_pair):  # noqa: F811
     """lp_d18 vs lp_d19, 32 px df-ud: 120 steps lower both reconstruction losses by more than 35%
     and raise held-out SSIM (measured: about -55% and +0.15 SSIM)."""
     src, dst = faceset_pair
@@ -233,3 +224,24 @@ def test_out_of_memory_saves_and_suggests_a_batch_size(synth, tmp_path):
         trainer.run(steps=2)
     assert "--batch-size 2" in str(info.value)
     assert load_checkpoint(tmp_path / "run")["step"] == 2  # nothing lost
+
+
+def test_target_steps_finishes_and_reports_eta(synth, tmp_path):
+    import io
+
+    from workbench.train import ProgressLine, RunDirWriter
+
+    src, dst = synth
+    run = tmp_path / "run"
+    stream = io.StringIO()
+    trainer = Trainer(fast_options(target_steps=5, preview_every=2, metrics_every=2), src, dst, run_dir=run,
+                      callbacks=[RunDirWriter(run), ProgressLine(stream, every_seconds=0.0)])
+    result = trainer.run()
+    assert result.state == "finished" and result.step == 5
+    status = read_status(run)
+    assert status.state == "finished" and status.target_steps == 5 and status.eta_seconds == 0.0
+    assert status.metrics["step"] == 4 and 0 < status.metrics["ssim_src"] <= 1
+    assert [p.name for p in sorted((run / "previews").glob("step_*.png"))] == [
+        "step_000001.png", "step_000002.png", "step_000004.png"]
+    assert "[#000005]" in stream.getvalue() and "finished" in stream.getvalue()
+    assert Trainer(fast_options(target_steps=5), src, dst, run_dir=run).run().steps_run == 0

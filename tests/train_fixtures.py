@@ -128,3 +128,15 @@ def make_faceset(folder: Path, count: int, size: int = 48, seed: int = 0, face_t
                         frame_index=i, face_index=0)
         write_aligned_face(folder / f"{i:06d}_0.png", image, meta)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Test modules import this autouse fixture: on a shared 2-core machine one torch thread per test process is
+    several times faster than two contended ones (OpenMP threads spin while the other core is busy)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -29,7 +29,7 @@ from .faceset import FaceMeta, list_face_files, write_aligned_face
 from .fileutil import append_jsonl, atomic_write_json, read_jsonl
 from .images import is_image_path, read_image, to_float, to_uint8, write_image
 from .project import FRAME_INDEX_NAME, FrameEntry, FrameIndex, Project
-from .smoothing import smooth_landmark_track
+from .smoothing import LandmarkFilter
 
 JOURNAL_NAME = ".extract_journal.jsonl"
 OPTIONS_NAME = ".extract_options.json"
@@ -170,53 +170,127 @@ def _iter_media_frames(media: Path, every_nth: int) -> Iterator[_Frame]:
                          "use mp4/mov/mkv/avi/webm videos or jpg/png/webp/bmp/tif photos")
 
 
-# ---------------------------------------------------------------- detection workers
+# ---------------------------------------------------------------- worker side
 
 
 @dataclass(frozen=True)
-class _WorkerConfig:
-    engine: str
-    min_face: int
-    max_faces: int
-    target: str
-    rotation_search: bool
-    detect_max_side: int | None
+class _StageConfig:
+    """Everything a worker needs; sent once to each worker process."""
+
+    options: ExtractOptions
+    out_dir: str
+    debug_dir: str | None
+    frames_dir: str | None
+    source_name: str
     reference_embedding: tuple[float, ...] | None
-    reference_threshold: float
 
 
-# Set only inside a detection worker process by the pool initializer: that process's own engine.
+@dataclass(frozen=True)
+class _WriteJob:
+    """One frame's faces to align and write (landmarks already picked and smoothed by the parent)."""
+
+    frame: _Frame
+    faces: tuple[tuple[Any, float | None, np.ndarray], ...]  # (DetectedFace, identity distance, landmarks)
+    frame_file: str | None  # destination frames: also save the frame as PNG under this name
+
+
+@dataclass(frozen=True)
+class _WriteResult:
+    written: int
+    rejected: int
+    distances: tuple[float, ...]
+
+
+# Set only inside a worker process by the pool initializer: that process's own engine. Never set in the
+# parent (in-process extraction passes its engine explicitly).
 _WORKER: Any = None
 
 
-def _init_worker(config: _WorkerConfig) -> None:
+def _init_worker(config: _StageConfig) -> None:
     global _WORKER
     from . import detect
 
-    _WORKER = (config, detect.load_engine(config.engine))
+    _WORKER = (config, detect.load_engine(config.options.engine))
 
 
-def _detect_one(config: _WorkerConfig, engine: Any, image_u8: np.ndarray) -> list[tuple[Any, float | None]]:
+def _detect_one(config: _StageConfig, engine: Any, image_u8: np.ndarray) -> list[tuple[Any, float | None]]:
     from . import detect
 
+    options = config.options
     image = to_float(image_u8)
-    faces = detect.detect_faces(image, engine, min_size=config.min_face, rotation_search=config.rotation_search,
-                                detect_max_side=config.detect_max_side)
+    faces = detect.detect_faces(image, engine, min_size=options.min_face, rotation_search=options.rotation_search,
+                                detect_max_side=options.detect_max_side)
     reference = None if config.reference_embedding is None else np.asarray(config.reference_embedding, np.float32)
-    selected = detect.select_faces(faces, image.shape, mode=config.target, reference=reference,
-                                   threshold=config.reference_threshold, image=image)
-    if config.max_faces:
-        selected = selected[: config.max_faces]
+    selected = detect.select_faces(faces, image.shape, mode=options.target, reference=reference,
+                                   threshold=options.reference_threshold, image=image)
+    if options.max_faces:
+        selected = selected[: options.max_faces]
     return [(s.face, s.distance) for s in selected]
 
 
-def _detect_task(item: tuple[int, np.ndarray]) -> tuple[int, list, str | None]:
-    position, image_u8 = item
+def _write_one(config: _StageConfig, job: _WriteJob) -> _WriteResult:
+    options = config.options
+    frame = job.frame
+    if job.frame_file is not None and config.frames_dir is not None:
+        write_image(Path(config.frames_dir) / job.frame_file, frame.image)
+    image = to_float(frame.image)
+    written, rejected, distances, debug_faces = 0, 0, [], []
+    for face_index, (face, distance, landmarks) in enumerate(job.faces):
+        mat = align.transform_matrix(landmarks, options.size, options.face_type)
+        if _crop_too_large(mat, options, face.box):
+            rejected += 1
+            continue
+        # Black outside the frame, as DFL: replicated edge pixels would teach the model fake texture.
+        aligned = align.warp_face(image, mat, options.size, interpolation="lanczos", border="constant")
+        meta = FaceMeta(
+            face_type=options.face_type,
+            size=options.size,
+            landmarks=align.transform_points(landmarks, mat).astype(np.float32),
+            source_landmarks=np.asarray(landmarks, np.float32),
+            face_matrix=mat,
+            source_file=config.source_name,
+            frame_index=frame.index,
+            face_index=face_index,
+            timestamp=frame.timestamp,
+            source_size=(frame.image.shape[1], frame.image.shape[0]),
+            box=tuple(float(v) for v in face.box),
+            score=float(face.score),
+            detector=face.engine,
+            landmarker=face.engine,
+            identity_distance=distance,
+        )
+        name = f"{frame.stem}_{face_index}.{options.image_format}"
+        write_aligned_face(Path(config.out_dir) / name, aligned, meta, quality=options.jpeg_quality)
+        if distance is not None:
+            distances.append(float(distance))
+        debug_faces.append((face, landmarks, mat))
+        written += 1
+    if options.debug and config.debug_dir and job.faces:
+        _write_debug(Path(config.debug_dir) / f"{frame.stem}.jpg", image, debug_faces, options.size)
+    return _WriteResult(written, rejected, tuple(distances))
+
+
+def _detect_task(image_u8: np.ndarray) -> tuple[list, str | None]:
     config, engine = _WORKER
     try:
-        return position, _detect_one(config, engine, image_u8), None
+        return _detect_one(config, engine, image_u8), None
     except WorkbenchError as exc:
-        return position, [], exc.message
+        return [], exc.message
+
+
+def _write_task(job: _WriteJob) -> _WriteResult:
+    return _write_one(_WORKER[0], job)
+
+
+def _write_debug(path: Path, image: np.ndarray, faces: list[tuple[Any, np.ndarray, np.ndarray]], size: int) -> None:
+    from . import viz
+
+    canvas = image
+    for face, landmarks, mat in faces:
+        canvas = viz.draw_box(canvas, face.box)
+        canvas = viz.draw_landmarks(canvas, landmarks)
+        canvas = viz.draw_crop_square(canvas, align.crop_corners(mat, size))
+    write_image(path, canvas, quality=50)
 
 
 # ---------------------------------------------------------------- the stage
@@ -250,47 +324,15 @@ def _check_previous_options(out_dir: Path, options: ExtractOptions) -> None:
     atomic_write_json(path, asdict(options))
 
 
-def _write_debug(path: Path, image_u8: np.ndarray, faces: list[tuple[Any, np.ndarray]], size: int) -> None:
-    from . import viz
-
-    canvas = to_float(image_u8)
-    for face, mat in faces:
-        canvas = viz.draw_box(canvas, face.box)
-        canvas = viz.draw_landmarks(canvas, face.landmarks)
-        canvas = viz.draw_crop_square(canvas, align.crop_corners(mat, size))
-    write_image(path, canvas, quality=50)
-
-
-def _ordered_detections(frames: list[_Frame], worker_config: _WorkerConfig, workers: int, progress: bool
-                        ) -> Iterator[tuple[_Frame, list, str | None]]:
-    items = [(i, f.image) for i, f in enumerate(frames) if f.image is not None]
-    bar = tqdm(total=len(frames), unit="frame", desc="extract", disable=not progress, smoothing=0.1)
-    if workers > 0 and len(items) > 1:
-        ctx = mp.get_context("spawn")  # never fork a process that may hold torch/CUDA threads
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(worker_config,)) as pool:
-            it = pool.imap(_detect_task, items, chunksize=4)
-            for frame_pos, frame in enumerate(frames):
-                if frame.image is not None:
-                    position, faces, error = next(it)
-                    assert position == frame_pos
-                    yield frame, faces, error
-                else:
-                    yield frame, [], frame.error
-                bar.update(1)
-    else:
-        from . import detect
-
-        engine = detect.load_engine(worker_config.engine)
-        for frame in frames:
-            if frame.image is None:
-                yield frame, [], frame.error
-            else:
-                try:
-                    yield frame, _detect_one(worker_config, engine, frame.image), None
-                except WorkbenchError as exc:
-                    yield frame, [], exc.message
-            bar.update(1)
-    bar.close()
+def _batches(frames: Iterator[_Frame], size: int) -> Iterator[list[_Frame]]:
+    batch: list[_Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def extract_faces(
@@ -302,7 +344,7 @@ def extract_faces(
     debug_dir: str | Path | None = None,
     source_name: str | None = None,
     progress: bool = True,
-    batch_frames: int = 256,
+    batch_frames: int = 32,
 ) -> ExtractSummary:
     """Extract aligned faces from a video, a photo or a folder of photos into ``out_dir``.
 
@@ -315,6 +357,7 @@ def extract_faces(
         debug_dir: where debug images go when ``options.debug`` is set.
         source_name: the name recorded in each face's metadata (default: the media file name).
         progress: show a progress bar with frames/s.
+        batch_frames: frames handed to the workers at a time (bounds memory on long videos).
 
     Returns:
         An :class:`ExtractSummary`.
@@ -327,21 +370,20 @@ def extract_faces(
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_previous_options(out_dir, options)
     journal_path = out_dir / JOURNAL_NAME
-    done = {row["key"]: row for row in read_jsonl(journal_path) if "key" in row}
-    worker_config = _WorkerConfig(options.engine, options.min_face, options.max_faces, options.target,
-                                  options.rotation_search, options.detect_max_side, _reference_embedding(options),
-                                  options.reference_threshold)
-    # Fail fast (e.g. face_alignment without weights) before spawning workers or decoding video.
-    from . import detect
-
-    detect.load_engine(options.engine)
-    source_name = source_name or media.name
+    done = {row["key"] for row in read_jsonl(journal_path) if "key" in row}
     if frames_dir is not None:
         frames_dir = Path(frames_dir)
         frames_dir.mkdir(parents=True, exist_ok=True)
     if options.debug:
         debug_dir = Path(debug_dir) if debug_dir is not None else out_dir.parent / f"{out_dir.name}_debug"
         debug_dir.mkdir(parents=True, exist_ok=True)
+    config = _StageConfig(options, str(out_dir), str(debug_dir) if options.debug else None,
+                          None if frames_dir is None else str(frames_dir), source_name or media.name,
+                          _reference_embedding(options))
+    # Fail fast (e.g. face_alignment without weights) before spawning workers or decoding video.
+    from . import detect
+
+    engine = detect.load_engine(options.engine)
 
     started = time.perf_counter()
     counts = {"frames": 0, "processed": 0, "resumed": 0, "faces": 0, "empty": 0, "rejected": 0}
@@ -349,105 +391,86 @@ def extract_faces(
     distances: list[float] = []
     frame_entries: list[FrameEntry] = []
     frame_shape = (0, 0)
-    track: list[tuple[_Frame, list]] = []  # pending frames for temporal smoothing (single-face tracks)
+    smoother = LandmarkFilter(options.smoothing)
+    total = None
+    if media.is_dir():
+        total = sum(1 for p in media.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif options.every_nth == 1 and not is_image_path(media):
+        from . import video
 
-    def write_faces(frame: _Frame, detections: list, landmarks_override: list[np.ndarray] | None = None) -> None:
-        debug_faces = []
-        written = 0
-        for face_index, (face, distance) in enumerate(detections):
-            landmarks = face.landmarks if landmarks_override is None else landmarks_override[face_index]
-            mat = align.transform_matrix(landmarks, options.size, options.face_type)
-            if _crop_too_large(mat, options, face.box):
-                counts["rejected"] += 1
-                continue
-            # Black outside the frame, as DFL: replicated edge pixels would teach the model fake texture.
-            aligned = align.warp_face(to_float(frame.image), mat, options.size, interpolation="lanczos",
-                                      border="constant")
-            meta = FaceMeta(
-                face_type=options.face_type,
-                size=options.size,
-                landmarks=align.transform_points(landmarks, mat).astype(np.float32),
-                source_landmarks=np.asarray(landmarks, np.float32),
-                face_matrix=mat,
-                source_file=source_name,
-                frame_index=frame.index,
-                face_index=face_index,
-                timestamp=frame.timestamp,
-                source_size=(frame.image.shape[1], frame.image.shape[0]),
-                box=tuple(float(v) for v in face.box),
-                score=float(face.score),
-                detector=face.engine,
-                landmarker=face.engine,
-                identity_distance=distance,
-            )
-            name = f"{frame.stem}_{face_index}.{options.image_format}"
-            write_aligned_face(out_dir / name, aligned, meta, quality=options.jpeg_quality)
-            if distance is not None:
-                distances.append(float(distance))
-            debug_faces.append((face, mat))
-            written += 1
-        if options.debug and detections:
-            _write_debug(Path(debug_dir) / f"{frame.stem}.jpg", frame.image, debug_faces, options.size)
-        counts["faces"] += written
-        if written == 0:
-            counts["empty"] += 1
-        append_jsonl(journal_path, {"key": frame.key, "faces": written})
+        total = video.probe_video(media).frame_count
+    bar = tqdm(total=total, unit="frame", desc="extract", disable=not progress, smoothing=0.1)
+    pool = None
+    if options.workers > 0:
+        # spawn, never fork: the parent may be a notebook kernel holding torch/CUDA threads.
+        pool = mp.get_context("spawn").Pool(options.workers, initializer=_init_worker, initargs=(config,))
 
-    def flush_track() -> None:
-        if not track:
-            return
-        stack = np.stack([dets[0][0].landmarks for _, dets in track])
-        times = np.array([f.timestamp if f.timestamp is not None else i / 30.0 for i, (f, _) in enumerate(track)])
-        smoothed = smooth_landmark_track(stack, times, options.smoothing)
-        for (frame, dets), lm in zip(track, smoothed):
-            write_faces(frame, dets, [lm] + [d[0].landmarks for d in dets[1:]])
-        track.clear()
+    def run_map(task, local, items: list) -> Iterator:
+        if pool is not None and len(items) > 1:
+            return pool.imap(task, items, chunksize=2)
+        return (local(item) for item in items)
 
-    frame_iter = _iter_media_frames(media, options.every_nth)
-    while True:
-        batch: list[_Frame] = []
-        for frame in frame_iter:
-            counts["frames"] += 1
-            if frame.image is not None:
-                frame_shape = frame.image.shape[:2]
-                if frames_dir is not None:
-                    frame_file = f"{frame.index:06d}.png"
-                    if not (frames_dir / frame_file).exists():
+    try:
+        for batch in _batches(_iter_media_frames(media, options.every_nth), batch_frames):
+            todo: list[_Frame] = []
+            for frame in batch:
+                counts["frames"] += 1
+                frame_file = None
+                if frame.image is not None:
+                    frame_shape = frame.image.shape[:2]
+                    if frames_dir is not None:
+                        frame_file = f"{frame.index:06d}.png"
+                        timestamp = frame.timestamp if frame.timestamp is not None else frame.index / 25.0
+                        frame_entries.append(FrameEntry(frame.index, frame_file, float(timestamp)))
+                if frame.key in done:
+                    counts["resumed"] += 1
+                    if frame_file and not (frames_dir / frame_file).exists():
                         write_image(frames_dir / frame_file, frame.image)
-                    timestamp = frame.timestamp if frame.timestamp is not None else frame.index / 25.0
-                    frame_entries.append(FrameEntry(frame.index, frame_file, float(timestamp)))
-            if frame.key in done:
-                counts["resumed"] += 1
-                continue
-            if frame.image is None:
-                skipped.append((frame.key, frame.error or "unreadable"))
-                continue
-            batch.append(frame)
-            if len(batch) >= batch_frames:
-                break
-        if not batch:
-            break
-        for frame, detections, error in _ordered_detections(batch, worker_config, options.workers, progress):
-            counts["processed"] += 1
-            if error:
-                skipped.append((frame.key, error))
-                continue
-            if options.smoothing > 0 and frame.timestamp is not None:
-                if len(detections) >= 1:
-                    track.append((frame, detections))
+                    smoother.reset()
+                elif frame.image is None:
+                    skipped.append((frame.key, frame.error or "unreadable"))
+                else:
+                    todo.append(frame)
+            detections = list(run_map(_detect_task, lambda im: _local_detect(config, engine, im),
+                                      [f.image for f in todo]))
+            jobs: list[_WriteJob] = []
+            for frame, (faces, error) in zip(todo, detections):
+                counts["processed"] += 1
+                if error:
+                    skipped.append((frame.key, error))
+                    smoother.reset()
                     continue
-                flush_track()  # a frame without a face ends the track
-            write_faces(frame, detections)
-        if len(batch) < batch_frames:
-            break
-    flush_track()
+                picked = []
+                for i, (face, distance) in enumerate(faces):
+                    landmarks = face.landmarks
+                    if i == 0 and options.smoothing > 0 and frame.timestamp is not None:
+                        landmarks = smoother.update(landmarks, frame.timestamp)
+                    picked.append((face, distance, landmarks))
+                if not faces:
+                    smoother.reset()  # a frame without the face ends the track
+                frame_file = f"{frame.index:06d}.png" if frames_dir is not None else None
+                if frame_file and (frames_dir / frame_file).exists():
+                    frame_file = None
+                jobs.append(_WriteJob(frame, tuple(picked), frame_file))
+            for job, result in zip(jobs, run_map(_write_task, lambda j: _write_one(config, j), jobs)):
+                counts["faces"] += result.written
+                counts["rejected"] += result.rejected
+                counts["empty"] += result.written == 0
+                distances.extend(result.distances)
+                append_jsonl(journal_path, {"key": job.frame.key, "faces": result.written})
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
     if frames_dir is not None and frame_entries:
         from . import video
 
         info = video.probe_video(media) if video.is_video_path(media) else None
         index = FrameIndex(
-            source=source_name,
+            source=config.source_name,
             fps=float(info.fps) if info else 25.0,
             has_audio=bool(info.has_audio) if info else False,
             width=int(frame_shape[1]),
@@ -467,6 +490,13 @@ def extract_faces(
         rejected=counts["rejected"],
         identity_distances=tuple(distances),
     )
+
+
+def _local_detect(config: _StageConfig, engine: Any, image_u8: np.ndarray) -> tuple[list, str | None]:
+    try:
+        return _detect_one(config, engine, image_u8), None
+    except WorkbenchError as exc:
+        return [], exc.message
 
 
 def _crop_too_large(mat: np.ndarray, options: ExtractOptions, box: tuple[float, float, float, float]) -> bool:

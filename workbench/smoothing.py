@@ -24,6 +24,49 @@ def strength_to_cutoff(strength: float) -> float:
     return 10.0 ** (1.0 - 2.0 * strength)
 
 
+class LandmarkFilter:
+    """Streaming One-Euro filter for one face track: feed frames in order, get smoothed landmarks back.
+
+    Extraction uses it frame by frame so a long video never has to be held in memory.
+    """
+
+    def __init__(self, strength: float = 0.5, beta: float = 4.0, derivative_cutoff: float = 1.0):
+        self.min_cutoff = strength_to_cutoff(strength)
+        self.enabled = strength > 0
+        self.beta = beta
+        self.derivative_cutoff = derivative_cutoff
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new track (after a cut or a frame without the face)."""
+        self._previous: np.ndarray | None = None
+        self._time = 0.0
+        self._speed: np.ndarray | float = 0.0
+
+    def update(self, landmarks: np.ndarray, timestamp: float) -> np.ndarray:
+        """Smooth the next frame's (N, 2) landmarks taken at ``timestamp`` seconds."""
+        points = np.asarray(landmarks, dtype=np.float64)
+        if not self.enabled:
+            return points.astype(np.float32)
+        if self._previous is None:
+            self._previous, self._time = points, timestamp
+            return points.astype(np.float32)
+        dt = max(timestamp - self._time, 1e-3)
+        if len(points) == 68:  # face scale: outer eye corners
+            scale = max(float(np.linalg.norm(points[45] - points[36])), 1.0)
+        else:
+            scale = max(float(points.std(axis=0).mean()), 1.0)
+        raw_speed = (points - self._previous) / dt / scale
+        a_d = _alpha(self.derivative_cutoff, dt)
+        self._speed = a_d * raw_speed + (1 - a_d) * self._speed
+        # One cut-off per face (not per point) keeps the face shape rigid while smoothing.
+        cutoff = self.min_cutoff + self.beta * float(np.linalg.norm(self._speed, axis=-1).mean())
+        a = _alpha(cutoff, dt)
+        self._previous = a * points + (1 - a) * self._previous
+        self._time = timestamp
+        return self._previous.astype(np.float32)
+
+
 def smooth_landmark_track(
     landmarks: np.ndarray,
     timestamps: np.ndarray | None = None,
@@ -46,31 +89,11 @@ def smooth_landmark_track(
     track = np.asarray(landmarks, dtype=np.float64)
     if track.ndim != 3 or track.shape[-1] != 2:
         raise ValueError(f"landmarks must be (T, N, 2), got {track.shape}")
-    if strength <= 0 or len(track) < 2:
-        return track.astype(np.float32)
     if timestamps is None:
         timestamps = np.arange(len(track)) / 30.0
-    timestamps = np.asarray(timestamps, dtype=np.float64)
-    # Face scale per frame: outer eye corners for 68-point sets, otherwise the landmark spread.
-    if track.shape[1] == 68:
-        scale = np.linalg.norm(track[:, 45] - track[:, 36], axis=-1)
-    else:
-        scale = track.std(axis=1).mean(axis=-1)
-    scale = np.maximum(scale, 1.0)
-    min_cutoff = strength_to_cutoff(strength)
-    out = np.empty_like(track)
-    out[0] = track[0]
-    speed = np.zeros(track.shape[1:], dtype=np.float64)
-    for t in range(1, len(track)):
-        dt = max(timestamps[t] - timestamps[t - 1], 1e-3)
-        raw_speed = (track[t] - out[t - 1]) / dt / scale[t]
-        a_d = _alpha(derivative_cutoff, dt)
-        speed = a_d * raw_speed + (1 - a_d) * speed
-        # One cut-off per face (not per point) keeps the face shape rigid while smoothing.
-        cutoff = min_cutoff + beta * float(np.linalg.norm(speed, axis=-1).mean())
-        a = _alpha(cutoff, dt)
-        out[t] = a * track[t] + (1 - a) * out[t - 1]
-    return out.astype(np.float32)
+    smoother = LandmarkFilter(strength, beta, derivative_cutoff)
+    return np.stack([smoother.update(points, float(t)) for points, t in zip(track, timestamps)]) if len(track) \
+        else track.astype(np.float32)
 
 
 def jitter(track: np.ndarray) -> float:

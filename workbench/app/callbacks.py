@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import CONSENT_RULE
 from ..errors import (
     ConfigError,
     ExportError,
@@ -48,6 +47,7 @@ log = logging.getLogger("workbench.app")
 SIDES = ("src", "dst")
 PAGE_SIZE = 60  # faces per gallery page
 THUMB = 160  # gallery thumbnail side in px (overlays are drawn at this size)
+LATENT_CELL = 160  # the latent panel shows faces at least this large
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROJECT_NAME_RE = RUN_NAME_RE
 GALLERY_ORDERS = ("file", "blur", "motion-blur", "yaw", "pitch", "face-size", "brightness", "hue", "source",
@@ -477,8 +477,18 @@ def upload_media(ctx: AppContext, root: str, side: str, upload: str | None) -> d
     shutil.copyfile(source, target)
     project.update_config(**{f"{side}_media": project.relative(target)})
     out = project_overview(root)
-    out["status"] = f"Added **{target.name}** as the {'source' if side == 'src' else 'destination'} ({description})."
+    out["status"] = (f"Added **{target.name}** as the {'source' if side == 'src' else 'destination'} "
+                     f"({description}).{_stale_faces_note(project, side)}")
+    out["upload"] = None  # clear the upload box
     return out
+
+
+def _stale_faces_note(project: Project, side: str) -> str:
+    n = _count_faces(project.aligned_dir(side))
+    if not n:
+        return ""
+    return (f" Note: `aligned/{side}` still holds {n} faces from the previous media; extraction adds to them "
+            "(move them to the trash in the Extract tab to start afresh).")
 
 
 @guarded
@@ -493,7 +503,8 @@ def pick_media(root: str, side: str, name: str | None) -> dict[str, Any]:
         raise ProjectError(f"not a {side} media file of this project", name)
     project.update_config(**{f"{side}_media": project.relative(path)})
     out = project_overview(root)
-    out["status"] = f"Using `{project.relative(path)}` as the {'source' if side == 'src' else 'destination'}."
+    out["status"] = (f"Using `{project.relative(path)}` as the {'source' if side == 'src' else 'destination'}."
+                     f"{_stale_faces_note(project, side)}")
     return out
 
 
@@ -536,7 +547,7 @@ def upload_reference(ctx: AppContext, root: str, upload: str | None) -> dict[str
     target = _child(project, folder, _safe_file_name(source.name))
     shutil.copyfile(source, target)
     value = project.relative(target)
-    return {"reference": _update(choices=reference_choices(root), value=value),
+    return {"reference": _update(choices=reference_choices(root), value=value), "upload": None,
             "status": f"Reference photo `{value}` stored; extraction will keep only this person."}
 
 
@@ -831,17 +842,16 @@ def option_choices() -> dict[str, tuple[str, ...]]:
             "precision": o.PRECISIONS}
 
 
-def run_choices(root: str | None) -> list[tuple[str, str]]:
-    """(label, name) of the project's runs: ``"tiny — running, step 120"``."""
+def run_choices(root: str | None) -> list[str]:
+    """Names of the project's training runs (their state is shown by the status line, which stays current)."""
     from ..train import list_runs
 
     if not root:
         return []
     try:
-        runs = list_runs(Project.open(root))
+        return [r.name for r in list_runs(Project.open(root))]
     except WorkbenchError:
         return []
-    return [(f"{r.name} — {state_text(r)}, step {r.step}", r.name) for r in runs]
 
 
 def _options_dict(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -1062,6 +1072,14 @@ def _latent_face(project: Project, ref: str, model_config: Any) -> np.ndarray:
     return face
 
 
+def _display_size(faces: list[np.ndarray], side: int = LATENT_CELL) -> list[np.ndarray]:
+    """Enlarge small model-resolution faces so a strip of them is readable in the page."""
+    import cv2
+
+    return [f if f.shape[0] >= side else cv2.resize(np.asarray(f, np.float32), (side, side),
+                                                     interpolation=cv2.INTER_CUBIC) for f in faces]
+
+
 @guarded
 def latent_reconstruct(ctx: AppContext, root: str, run: str, face: str) -> dict[str, Any]:
     """One face drawn by both decoders (source decoder = the swap for a destination face)."""
@@ -1074,7 +1092,7 @@ def latent_reconstruct(ctx: AppContext, root: str, run: str, face: str) -> dict[
     x = _latent_face(project, face, predictor.config)
     via_src, via_dst = reconstruct_both(model, x)
     code = latent_code(model, x)
-    grid = viz.image_grid([x, via_src, via_dst], 3, labels=["input", "src decoder", "dst decoder"])
+    grid = viz.image_grid(_display_size([x, via_src, via_dst]), 3, labels=["input", "src decoder", "dst decoder"])
     return {"latent_image": to_uint8(grid),
             "status": f"Code of `{face}`: {code.size} numbers (mean {code.mean():+.3f}, std {code.std():.3f})."}
 
@@ -1093,7 +1111,7 @@ def latent_interpolate(ctx: AppContext, root: str, run: str, face_a: str, face_b
     steps = int(min(max(int(steps or 6), 2), 12))
     frames = interpolate(predictor.model, a, b, steps=steps, identity=_check_side(decoder))
     labels = [f"t={t:.2f}" for t in np.linspace(0, 1, steps)]
-    grid = viz.image_grid([a, *frames, b], steps + 2, labels=["A", *labels, "B"])
+    grid = viz.image_grid(_display_size([a, *frames, b]), steps + 2, labels=["A", *labels, "B"])
     return {"latent_image": to_uint8(grid),
             "status": f"{steps} points from `{face_a}` to `{face_b}`, drawn by the {decoder} decoder."}
 
@@ -1153,7 +1171,7 @@ def merge_run_choices(root: str | None) -> list[str]:
 
     if not root:
         return []
-    ckpts = [(checkpoint_path(Path(root) / "models" / name), name) for _, name in run_choices(root)]
+    ckpts = [(checkpoint_path(Path(root) / "models" / name), name) for name in run_choices(root)]
     return [name for path, name in sorted((c for c in ckpts if c[0].is_file()), key=lambda c: _mtime(c[0]))]
 
 
@@ -1180,7 +1198,7 @@ def merge_setup(root: str | None, run: str | None = None) -> dict[str, Any]:
     if not runs:
         info += " · No trained model yet: train one in the Train tab."
     return {"merge_run": _update(choices=runs, value=pick),
-            "frame": _update(minimum=0, maximum=max(n - 1, 0), value=0),
+            "frame": _update(minimum=0, maximum=max(n - 1, 1), value=0),
             "overrides": _overrides_table(config), "merge_info": info, **_setting_values(config.default)}
 
 
@@ -1194,7 +1212,7 @@ def merge_refresh(root: str | None, run: str | None) -> dict[str, Any]:
         n = len(read_frame_index(Project.open(root)).frames)
     except WorkbenchError:
         n = 0
-    out: dict[str, Any] = {"frame": _update(maximum=max(n - 1, 0))}
+    out: dict[str, Any] = {"frame": _update(maximum=max(n - 1, 1))}
     out["merge_run"] = _update(choices=runs, value=run if run in runs else (runs[-1] if runs else None))
     if not runs:
         out["merge_info"] = "No trained model yet: train one in the Train tab."
@@ -1243,6 +1261,12 @@ def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, set
     """Re-render one frame with the page's settings (the model prediction is cached per frame)."""
     t0 = time.perf_counter()
     project = _project(root)
+    if not run:  # fired by the page itself (load, slider) before a model is chosen: a hint, not a warning
+        return {"merge_info": "Pick a trained model (training run) above to see the merged frame."}
+    from ..train.runs import checkpoint_path
+
+    if not checkpoint_path(_run_dir(project, run)).is_file():
+        return {"merge_info": f"Run **{run}** has no trained model yet: train it in the Train tab first."}
     entry, frame, lms, predictions, motions, s = _merge_view(ctx, project, run, frame_pos, settings)
     t1 = time.perf_counter()
     out, mask = _merge_once(frame, lms, predictions, motions, s, entry.index)
@@ -1458,8 +1482,9 @@ def export_video_cb(root: str, name: str, run: str | None = None, label: bool = 
     out = _show_video(project, path)
     out.update(project_overview(root))
     size = _human_size(path.stat().st_size)
-    out["status"] = (f"Wrote `{project.relative(path)}` ({size}), labelled "
-                     f"{'SYNTHETIC' if label else '(no visible label)'}; provenance below. {CONSENT_RULE}")
+    out["status"] = (f"Wrote `{project.relative(path)}` ({size}), "
+                     f"{'with the visible SYNTHETIC label' if label else 'without a visible label'}; its provenance "
+                     "record is shown below. Share it only as what it is: synthetic media.")
     return out
 
 

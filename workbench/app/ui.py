@@ -28,8 +28,9 @@ POLL_SECONDS = 1.0
 FACE_TYPES = ("half", "mid_full", "full", "whole_face", "head")
 CSS = """
 #consent-rule { border-left: 4px solid #d97706; background: rgba(217,119,6,0.08); padding: 4px 12px; }
-#train-step { font-size: 1.4em; font-weight: 600; }
+#train-step, #train-step p { font-size: 1.35em; font-weight: 600; }
 .learn { opacity: 0.92; font-size: 0.95em; }
+#extract-status, #merge-status, #export-status { min-height: 4.6em; }
 """
 
 # The options shown first on the Train tab; every other TrainOptions field is in "All other options".
@@ -299,7 +300,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         gr.Markdown(texts.PREVIEW, elem_classes=["learn"])
                     with gr.Column(scale=2):
                         empty = cb.metrics_frames([])
-                        loss_plot = gr.LinePlot(empty[0], x="step", y="value", color="series", title="training loss",
+                        loss_plot = gr.LinePlot(empty[0], x="step", y="value", color="series", title="training loss", caption="mean of recent steps, logged every few steps",
                                                 height=230, elem_id="loss-plot")
                         metrics_plot = gr.LinePlot(empty[1], x="step", y="value", color="series",
                                                    title="held-out SSIM (higher is better)", height=230,
@@ -407,7 +408,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         _wire(created.then, load, R, load_out)
         for side, upload, picker in (("src", src_upload, src_media), ("dst", dst_upload, dst_media)):
             _wire(upload.upload, partial(cb.upload_media, ctx, side=side), {**R, "upload": upload},
-                  {"status": project_status, **overview_out})
+                  {"status": project_status, "upload": upload, **overview_out})
             _wire(picker.input, partial(cb.pick_media, side=side), {**R, "name": picker},
                   {"status": project_status, **overview_out})
         _wire(refresh_btn.click, cb.project_overview, R, overview_out)
@@ -417,7 +418,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                           "target": ex_target, "reference": ex_reference, "reference_threshold": ex_threshold,
                           "every_nth": ex_every, "smoothing": ex_smoothing, "workers": ex_workers}
         _wire(extract_btn.click, cb.run_extraction, extract_inputs,
-              {"status": extract_status, **gallery_out, **overview_out}, progress=True, concurrency_id="heavy")
+              {"status": extract_status, **gallery_out, **overview_out}, progress=True, concurrency_id="heavy",
+              show_progress_on=[extract_status])
         view_inputs = {**R, "side": g_side, "order": g_order, "show_landmarks": g_landmarks, "show_mask": g_mask,
                        "page": g_page}
         _wire([g_side.input, g_order.input, g_landmarks.input, g_mask.input, g_page.submit, extract_tab.select],
@@ -437,7 +439,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                "show_landmarks": g_landmarks, "show_mask": g_mask},
               {"status": extract_status, **gallery_out, **overview_out}, progress=False, concurrency_id="heavy")
         _wire(ref_upload.upload, partial(cb.upload_reference, ctx), {**R, "upload": ref_upload},
-              {"status": extract_status, "reference": ex_reference})
+              {"status": extract_status, "reference": ex_reference, "upload": ref_upload})
         _wire(ref_from_face_btn.click, cb.reference_from_face, {**R, "side": g_side, "selected": selected},
               {"status": extract_status, "reference": ex_reference})
 
@@ -480,7 +482,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         _wire(ov_remove.click, cb.remove_override, {**R, "number": ov_number},
               {"status": merge_status, "overrides": overrides})
         _wire(merge_all_btn.click, partial(cb.merge_all, ctx), {**R, "run": merge_run, **settings_inputs},
-              {"status": merge_status, **overview_out}, progress=True, concurrency_id="heavy")
+              {"status": merge_status, **overview_out}, progress=True, concurrency_id="heavy",
+              show_progress_on=[merge_status])
 
         # export tab
         _wire(export_tab.select, cb.refresh_lists, R, {"exports": exports})
@@ -488,7 +491,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                       "exports": exports, **overview_out}
         _wire(export_btn.click, cb.export_video_cb,
               {**R, "name": export_name, "run": merge_run, "label": export_label, "overwrite": export_overwrite,
-               "crf": export_crf}, export_out, progress=True, concurrency_id="heavy")
+               "crf": export_crf}, export_out, progress=True, concurrency_id="heavy",
+              show_progress_on=[export_status])
         _wire(exports.input, cb.show_export, {**R, "name": exports}, export_out)
 
     def served(new_root: Path) -> None:
@@ -496,6 +500,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
             demo.allowed_paths.append(str(new_root))
 
     ctx.on_project_opened = served
+    demo.queue(default_concurrency_limit=1)  # one run per event at a time; heavy jobs share "heavy"
     demo.workbench_context = ctx  # type: ignore[attr-defined]
     return demo
 
@@ -521,7 +526,10 @@ def launch_app(project_root: str | Path | None = None, *, host: str = "127.0.0.1
         cache.mkdir(exist_ok=True)
         os.environ["GRADIO_TEMP_DIR"] = str(cache)
     demo = build_app(project_root, workspace=workspace, max_upload_mb=max_upload_mb)
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=host, server_port=port, share=bool(share), inbrowser=inbrowser,
-                prevent_thread_lock=prevent_thread_lock, **launch_options(demo))
+    demo.launch(server_name=host, server_port=port, share=bool(share), inbrowser=inbrowser, quiet=True,
+                prevent_thread_lock=True, **launch_options(demo))
+    print(f"Face-Swap Workbench on {demo.local_url}" + (f" and {demo.share_url}" if demo.share_url else "")
+          + (" (Ctrl-C to stop; training runs keep going)" if not prevent_thread_lock else ""), flush=True)
+    if not prevent_thread_lock:
+        demo.block_thread()
     return demo

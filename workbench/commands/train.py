@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--src", default=None, help="src faceset folder (default PROJECT/aligned/src)")
     p.add_argument("--dst", default=None, help="dst faceset folder (default PROJECT/aligned/dst)")
     p.add_argument("--pretrained", default=None, help="start a new run from a pretrained run folder or checkpoint")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="with --background: DDP processes (GPUs) on this machine, launched with torchrun")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="only write the run's config.json and print the torchrun commands (multi-GPU, multi-node)")
     group = p.add_argument_group("training options (override the preset; see OPTION_HELP)")
     for f, help_text in _option_fields():
         flag = "--" + f.name.replace("_", "-")
@@ -97,7 +101,7 @@ def _pick_run(models: Path, name: str | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..project import Project
-    from ..train import preset, prepare_run, read_run_config, start
+    from ..train import prepare_run, preset, read_run_config, start
     from ..train.foreground import run_config
     from ..train.runs import checkpoint_path
 
@@ -116,9 +120,20 @@ def run(args: argparse.Namespace) -> int:
     src = project.resolve_inside(args.src) if args.src else project.aligned_dir("src")
     dst = project.resolve_inside(args.dst) if args.dst else project.aligned_dir("dst")
     seconds = args.minutes * 60.0 if args.minutes else None
+    if args.nproc > 1 and not args.background:
+        raise TrainingError("--nproc needs --background (or launch torchrun yourself; see --prepare-only)")
+    if args.prepare_only:
+        prepare_run(run_dir, options, src=src, dst=dst, pretrained=args.pretrained, max_steps=args.steps,
+                    max_seconds=seconds)
+        print(f"wrote {run_dir / 'config.json'}; --batch-size {options.batch_size} is the global batch. Launch with:")
+        print(f"  one machine, N GPUs:  torchrun --standalone --nproc_per_node=N -m workbench.train {run_dir}")
+        print("  several machines (run folder and facesets on shared storage), on every node:")
+        print(f"    torchrun --nnodes=NODES --nproc_per_node=GPUS --rdzv_backend=c10d "
+              f"--rdzv_endpoint=HOST:29500 --rdzv_id={run_name} -m workbench.train {run_dir}")
+        return 0
     if args.background:
         handle = start(run_dir, options, src=src, dst=dst, pretrained=args.pretrained, max_steps=args.steps,
-                       max_seconds=seconds)
+                       max_seconds=seconds, nproc=args.nproc)
         print(f"training in the background: pid {handle.pid}, run folder {run_dir}")
         print(f"  watch:  workbench train-status {args.project} --run {run_name}")
         print(f"  stop:   workbench train-cmd {args.project} stop --run {run_name}")

@@ -467,7 +467,7 @@ def prepare_run(
 def start(
     run_dir: str | Path, options: Any, *, src: str | Path | None = None, dst: str | Path | None = None,
     pretrained: str | Path | None = None, max_steps: int | None = None, max_seconds: float | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, nproc: int = 1,
 ) -> TrainerHandle:
     """Start training in a separate, detached process and return at once.
 
@@ -483,6 +483,8 @@ def start(
         pretrained: a pretrained run folder or checkpoint to initialise a new run from (§3.6).
         max_steps, max_seconds: end this session after so many steps / seconds (state "stopped").
         env: extra environment variables for the child.
+        nproc: processes (GPUs) on this machine; above 1 the child is ``torchrun --standalone
+            --nproc_per_node=N -m workbench.train RUN`` (DDP; ``batch_size`` is the global batch).
 
     Returns:
         A :class:`TrainerHandle` (``pid``, ``is_alive()``, ``wait()``, ``status()``, ``stop()``).
@@ -503,9 +505,13 @@ def start(
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
     else:
         kwargs["start_new_session"] = True
+    if nproc < 1 or options.batch_size % nproc:
+        raise TrainingError(f"batch size {options.batch_size} does not split over {nproc} processes",
+                            hint=f"use a batch size that is a multiple of {nproc}")
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
     with open(run_dir / LOG_NAME, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workbench.train", str(run_dir)],
+            [sys.executable, *launcher, "-m", "workbench.train", str(run_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env, close_fds=True, **kwargs,
         )
     return TrainerHandle(run_dir, process)

@@ -127,10 +127,10 @@ class DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
-        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():
-            use_cuda = torch.cuda.is_available() and device_name in ("auto",) or device_name.startswith("cuda")
-            backend = "nccl" if use_cuda and torch.cuda.is_available() else "gloo"
+            use_cuda = torch.cuda.is_available() and (device_name == "auto" or device_name.startswith("cuda"))
+            backend = "nccl" if use_cuda else "gloo"
             if backend == "nccl":
                 torch.cuda.set_device(local_rank % torch.cuda.device_count())
             import datetime
@@ -147,7 +147,7 @@ def _numpy_global_state() -> list:
 
 def _numpy_global_restore(state: list) -> None:
     name, keys, pos, has_gauss, cached = state
-    np.random.set_state((name, np.asarray(keys.numpy(), np.uint32), pos, has_gauss, cached))
+    np.random.set_state((name, np.asarray(keys.cpu().numpy(), np.uint32), pos, has_gauss, cached))
 
 
 class Trainer:
@@ -682,6 +682,7 @@ class Trainer:
         error: BaseException | None = None
         state = "stopped"
         self._set_state("running")
+        self._preview_req = self._preview_req or bool(o.preview_every)  # a first preview right away
         for cb in self.callbacks:
             cb.on_start(self)
         try:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..fileutil import append_jsonl
 from ..images import write_image
-from .runs import METRICS_NAME, PREVIEWS_DIR, _read_json, STATUS_NAME, take_commands, write_status
+from .runs import METRICS_NAME, PREVIEWS_DIR, STATUS_NAME, _read_json, take_commands, write_status
 from .trainer import Callback, Trainer
 
 

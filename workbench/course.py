@@ -1,0 +1,816 @@
+"""Small helpers for the teaching notebooks in ``notebooks/`` (the course).
+
+The notebooks call the library; this module holds only what a notebook would otherwise have to define itself:
+
+* :func:`setup` / :func:`course_settings`: ONE switch between *small* settings (a 2-core CPU, a few minutes per
+  notebook) and *full* settings (a Colab GPU), chosen by the notebook's parameter cell or by the environment
+  variable ``WORKBENCH_COURSE_SIZE=small|full`` (default: small on CPU, full when CUDA is available).
+* :func:`prepare_workspace`: where the course keeps its project (``$WORKBENCH_WORKSPACE``, else ``./workspace``;
+  on Colab a folder on Google Drive, so a disconnect loses nothing and training resumes).
+* :func:`course_media`: real faces from the shared test media when present, otherwise demo faces built from
+  images that ship inside installed packages (Grace Hopper, the scikit-image astronaut), so a fresh clone works.
+* :func:`ensure_course_project` / :func:`ensure_course_run`: build (or reuse) the course project and its trained
+  run with one call each, so every notebook also runs on its own.
+* :class:`TinySwapAutoencoder` and :func:`train_tiny_autoencoder`: a deliberately small shared-encoder /
+  two-decoder autoencoder that learns two identities in a few hundred CPU steps (notebook 03). The real models
+  are :mod:`workbench.models` (DF, LIAE), trained by :mod:`workbench.train`.
+* :func:`show` and :func:`help_table`: display arrays and option tables inline.
+
+Every person shown is labelled with who they are and where the media came from; every swapped result is
+synthetic media and the notebooks say so. Use only faces you have the right to use (``workbench.CONSENT_RULE``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import CONSENT_RULE, __version__
+from .errors import ConfigError
+from .images import encode_image, read_image
+
+SIZE_ENV = "WORKBENCH_COURSE_SIZE"
+WORKSPACE_ENV = "WORKBENCH_WORKSPACE"
+SIZES = ("small", "full")
+RUN_NAME = "course"
+COURSE_FILE = "course.json"
+DRIVE_MOUNT = Path("/content/drive")
+DRIVE_FOLDER = "face-swap-workbench"
+SYNTHETIC_NOTE = "SYNTHETIC: made by a face-swap model, not a real recording"
+
+# ------------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class CourseSettings:
+    """Everything that differs between the small (CPU) and the full (GPU) course.
+
+    Attributes:
+        size: "small" or "full".
+        device: "cuda" or "cpu" (what this machine offers).
+        workspace: the folder holding the course project (see :func:`prepare_workspace`).
+        face_size: side of the aligned faces written by extraction, in pixels.
+        sample_every: extract every n-th frame of the real video clips (1 = every frame).
+        detect_max_side: notebook 01 runs the detectors on photos shrunk to this longer side.
+        tiny_resolution, tiny_steps, tiny_warp, tiny_batch: notebook 03's tiny autoencoder.
+        train_preset, train_overrides: the course model (a :mod:`workbench.train` preset plus changes).
+        course_steps: steps trained by :func:`ensure_course_run` when a notebook runs on its own.
+        background_steps, background_seconds: notebook 04's background session (0 steps = no step limit).
+        cpu_threads: torch threads on CPU (1 keeps a shared 2-core machine responsive; 0 = torch's default).
+        display_px: cell size for face grids shown inline.
+    """
+
+    size: str
+    device: str
+    workspace: Path
+    face_size: int
+    sample_every: int
+    detect_max_side: int
+    tiny_resolution: int
+    tiny_steps: int
+    tiny_warp: bool
+    tiny_batch: int
+    train_preset: str
+    train_overrides: tuple[tuple[str, Any], ...]
+    course_steps: int
+    background_steps: int
+    background_seconds: float
+    cpu_threads: int
+    display_px: int
+
+    @property
+    def is_small(self) -> bool:
+        return self.size == "small"
+
+    def train_options(self, **changes: Any):
+        """The course model's :class:`workbench.train.TrainOptions` (with optional changes)."""
+        from .train import preset
+
+        return preset(self.train_preset, **{**dict(self.train_overrides), **changes})
+
+    def trainer_env(self) -> dict[str, str]:
+        """Extra environment variables for the background trainer process (thread count on CPU)."""
+        return {"OMP_NUM_THREADS": str(self.cpu_threads)} if self.cpu_threads > 0 else {}
+
+    def summary(self) -> str:
+        return (f"course size: {self.size} (device {self.device}); workspace: {self.workspace}\n"
+                f"faces {self.face_size} px, every {self.sample_every}. video frame; course model: "
+                f"{self.train_preset} preset {dict(self.train_overrides)}")
+
+
+_SMALL = dict(
+    face_size=128, sample_every=4, detect_max_side=480,
+    tiny_resolution=32, tiny_steps=400, tiny_warp=False, tiny_batch=16,
+    train_preset="tiny",
+    train_overrides=(("archi", "df"), ("resolution", 32), ("ae_dims", 64), ("e_dims", 12), ("d_dims", 12),
+                     ("d_mask_dims", 8), ("lr", 5e-4), ("preview_every", 25), ("metrics_every", 50),
+                     ("save_every_seconds", 60.0), ("loader_workers", 0)),
+    course_steps=200, background_steps=150, background_seconds=300.0, cpu_threads=1, display_px=96,
+)
+_FULL = dict(
+    face_size=256, sample_every=1, detect_max_side=1280,
+    tiny_resolution=64, tiny_steps=3000, tiny_warp=True, tiny_batch=32,
+    train_preset="tiny",
+    train_overrides=(("preview_every", 200), ("metrics_every", 500), ("save_every_seconds", 300.0)),
+    course_steps=3000, background_steps=0, background_seconds=1800.0, cpu_threads=0, display_px=128,
+)
+
+
+def default_size() -> str:
+    """``$WORKBENCH_COURSE_SIZE`` if set, else "full" when CUDA is available and "small" otherwise."""
+    value = os.environ.get(SIZE_ENV, "").strip().lower()
+    if value:
+        if value not in SIZES:
+            raise ConfigError(f"{SIZE_ENV}={value!r} is not one of {', '.join(SIZES)}",
+                              hint=f"export {SIZE_ENV}=small (CPU) or {SIZE_ENV}=full (GPU)")
+        return value
+    return "full" if torch.cuda.is_available() else "small"
+
+
+def course_settings(size: str | None = None, workspace: str | Path | None = None) -> CourseSettings:
+    """The course settings for ``size`` ("small", "full" or None = :func:`default_size`).
+
+    Raises:
+        ConfigError: an unknown size.
+    """
+    size = default_size() if size is None else str(size).strip().lower()
+    if size not in SIZES:
+        raise ConfigError(f"course size must be one of {', '.join(SIZES)}, not {size!r}")
+    values = _SMALL if size == "small" else _FULL
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return CourseSettings(size=size, device=device, workspace=workspace_dir(workspace), **values)
+
+
+def configure_torch(settings: CourseSettings) -> None:
+    """Apply the settings' CPU thread count to this process (small course on CPU: one thread)."""
+    if settings.device == "cpu" and settings.cpu_threads > 0:
+        torch.set_num_threads(settings.cpu_threads)
+
+
+def setup(size: str | None = None, workspace: str | Path | None = None, *, verbose: bool = True) -> CourseSettings:
+    """What the first cells of every notebook do: workspace (Drive on Colab), settings, torch threads."""
+    settings = course_settings(size, prepare_workspace(workspace, verbose=verbose))
+    configure_torch(settings)
+    if verbose:
+        print(settings.summary())
+    return settings
+
+
+# ------------------------------------------------------------------------------------------------- runtime
+
+
+def is_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+
+
+def workspace_dir(path: str | Path | None = None) -> Path:
+    """The course workspace: ``path``, else ``$WORKBENCH_WORKSPACE``, else ``./workspace`` (created).
+
+    A new workspace gets a ``.gitignore`` holding ``*``, so nothing made from real faces is committed by accident.
+    """
+    chosen = Path(path or os.environ.get(WORKSPACE_ENV) or Path.cwd() / "workspace").expanduser().resolve()
+    chosen.mkdir(parents=True, exist_ok=True)
+    ignore = chosen / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# course outputs (faces, models, videos) stay out of version control\n*\n",
+                          encoding="utf-8")
+    return chosen
+
+
+def prepare_workspace(path: str | Path | None = None, *, drive: bool | None = None, verbose: bool = True) -> Path:
+    """Pick the course workspace; on Colab mount Google Drive first and use a folder there.
+
+    With the workspace on Drive, faces, checkpoints and run folders survive a disconnected runtime, and
+    starting the trainer again resumes from the last checkpoint.
+
+    Args:
+        path: an explicit folder (wins over everything).
+        drive: mount Google Drive (default: only on Colab).
+        verbose: print what was decided.
+    """
+    use_drive = is_colab() if drive is None else bool(drive)
+    if path is None and use_drive:
+        from google.colab import drive as colab_drive  # type: ignore[import-not-found]
+
+        if not (DRIVE_MOUNT / "MyDrive").is_dir():
+            colab_drive.mount(str(DRIVE_MOUNT))
+        path = DRIVE_MOUNT / "MyDrive" / DRIVE_FOLDER
+        message = f"Colab: the workspace is on Google Drive: {path}"
+    else:
+        message = ("not on Colab: skipped the Drive mount" if not is_colab() else "Drive mount not requested")
+    chosen = workspace_dir(path)
+    if verbose:
+        print(f"{message}; workspace: {chosen}")
+    return chosen
+
+
+def runtime_report() -> dict[str, Any]:
+    """Versions and hardware of this runtime (what notebook 00 checks first)."""
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    from .detect import face_alignment_missing_files
+    from .testdata import shared_data_dir
+
+    cuda = torch.cuda.is_available()
+    missing_fa = face_alignment_missing_files("sfd") if version("face-alignment") != "not installed" else ["package"]
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "colab": is_colab(),
+        "cpu cores": os.cpu_count(),
+        "workbench": __version__,
+        "torch": torch.__version__,
+        "cuda": cuda,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "gpu memory (GiB)": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else None,
+        "opencv": cv2.__version__,
+        "dlib": version("dlib-bin") if version("dlib-bin") != "not installed" else version("dlib"),
+        "face-alignment weights": "cached" if not missing_fa else "not cached (" + ", ".join(missing_fa) + ")",
+        "gradio": version("gradio"),
+        "ipywidgets": version("ipywidgets"),
+        "shared test media": str(shared_data_dir()) if shared_data_dir() else "absent (demo faces are used)",
+    }
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The runtime report as aligned ``key: value`` lines."""
+    width = max(len(k) for k in report)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in report.items())
+
+
+# ------------------------------------------------------------------------------------------------- display
+
+
+def _fit(image: np.ndarray, cell: int | None) -> np.ndarray:
+    img = np.asarray(image)
+    if img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    img = np.clip(img.astype(np.float32), 0.0, 1.0)
+    if cell is None:
+        return img
+    h, w = img.shape[:2]
+    scale = cell / max(h, w)
+    if abs(scale - 1.0) < 1e-6:
+        return img
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC).clip(0, 1)
+
+
+def compose(images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str] | None = None,
+            ncols: int | None = None, *, cell: int | None = None, max_width: int = 1400) -> np.ndarray:
+    """One array from one image or a labelled grid (``viz.image_grid``), every cell ``cell`` px on its long side."""
+    from . import viz
+
+    single = isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)))
+    if single:
+        grid = _fit(images, cell)
+        grid = viz.label_image(grid, labels[0]) if labels else grid
+    else:
+        cells = [_fit(img, cell) for img in images]
+        if not cells:
+            raise ValueError("nothing to show")
+        grid = viz.image_grid(cells, ncols or len(cells), labels=list(labels) if labels else None)
+    if grid.shape[1] > max_width:
+        grid = _fit(grid, None)
+        grid = cv2.resize(grid, (max_width, max(1, round(grid.shape[0] * max_width / grid.shape[1]))),
+                          interpolation=cv2.INTER_AREA)
+    return grid
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG encoding of an RGB float (or uint8) image."""
+    return encode_image(np.clip(np.asarray(image, np.float32), 0, 1) if np.asarray(image).dtype != np.uint8
+                        else image, "png")
+
+
+def show(images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str] | None = None,
+         ncols: int | None = None, *, cell: int | None = None, title: str | None = None) -> None:
+    """Display one image or a labelled grid inline (as a PNG), e.g. ``show(faces, names, ncols=4, cell=96)``."""
+    from IPython.display import Image, display
+
+    if title:
+        print(title)
+    display(Image(data=png_bytes(compose(images, labels, ncols, cell=cell))))
+
+
+def help_table(help_texts: Mapping[str, str], values: Mapping[str, Any] | None = None,
+               names: Sequence[str] | None = None, title: str = "option") -> Any:
+    """A Markdown table ``option | value | what it does`` (an ``IPython.display.Markdown`` object)."""
+    from IPython.display import Markdown
+
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    keys = list(names) if names is not None else list(help_texts)
+    if values is None:
+        rows = [f"| `{k}` | {cell(help_texts[k])} |" for k in keys]
+        return Markdown("\n".join([f"| {title} | what it does |", "|---|---|", *rows]))
+    rows = [f"| `{k}` | `{cell(values.get(k, ''))}` | {cell(help_texts[k])} |" for k in keys]
+    return Markdown("\n".join([f"| {title} | value | what it does |", "|---|---|---|", *rows]))
+
+
+# ------------------------------------------------------------------------------------------------- media
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A labelled still for the detection notebooks: who/what it shows and, for hard cases, why it is hard."""
+
+    image: np.ndarray = field(repr=False)
+    label: str
+    kind: str = "portrait"
+    why: str | None = None
+
+
+@dataclass(frozen=True)
+class CourseMedia:
+    """The faces the course works with.
+
+    Attributes:
+        real: True when they come from the shared test media, False for the bundled demo faces.
+        source, destination: the source-identity clip (whose face is learned) and the destination clip
+            (whose frames receive the swapped face).
+        source_label, destination_label: who is in them, and where the clip comes from.
+        photos: labelled stills for detection: easy portraits first, then the hard cases.
+        pose_clip: a clip with head motion, for the head-pose strip.
+        credits: one line about where the media come from.
+    """
+
+    real: bool
+    source: Path
+    destination: Path
+    source_label: str
+    destination_label: str
+    photos: tuple[Photo, ...] = field(repr=False)
+    pose_clip: Path
+    credits: str
+
+    def sample_every(self, side: str, settings: CourseSettings) -> int:
+        """Extract every n-th frame: the settings' value for real clips; the short demo clips need more frames."""
+        if self.real:
+            return settings.sample_every
+        return 1 if side == "src" or not settings.is_small else 2
+
+
+def _demo_clips(workspace: Path) -> tuple[Path, Path]:
+    from .demo_media import make_demo_destination, make_demo_source_clip
+
+    folder = workspace / "demo-media"
+    src, dst = folder / "grace_hopper_clip.mp4", folder / "astronaut_clip.mp4"
+    if not src.is_file():
+        make_demo_source_clip(src, overwrite=True)
+    if not dst.is_file():
+        make_demo_destination(dst, overwrite=True)
+    return src, dst
+
+
+def _shrink(image: np.ndarray, factor: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    return cv2.resize(image, (max(8, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA)
+
+
+def course_media(settings: CourseSettings | Path | str | None = None) -> CourseMedia:
+    """Real faces from the shared test media when present (``workbench.testdata.shared_data_dir``), otherwise
+    the demo faces of :mod:`workbench.demo_media` (clips written once into ``WORKSPACE/demo-media``)."""
+    from .testdata import shared_data_dir
+    from .video import read_frame
+
+    workspace = settings.workspace if isinstance(settings, CourseSettings) else workspace_dir(settings)
+    data = shared_data_dir()
+    needed = ("videos/lp_d18.mp4", "videos/lp_d19.mp4", "videos/lp_d3.mp4", "videos/fr_short_hamilton_clip.mp4",
+              "stills/lp_d18_person/d19.jpg", "stills/multi/two_people.jpg")
+    if data is not None and all((data / n).is_file() for n in needed):
+        hamilton = data / "videos/fr_short_hamilton_clip.mp4"
+        photos = (
+            Photo(read_image(data / "stills/lp_d18_person/d19.jpg"), "D18, studio still (LivePortrait example)"),
+            Photo(read_image(data / "stills/multi/two_people.jpg"), "Barack Obama and Joe Biden (2 faces)", "group"),
+            Photo(read_frame(hamilton, 30).image, "Hamilton clip fr. 30: pianist in profile", "profile",
+                  "a face turned ~45 degrees or more: one eye and half the mouth are hidden, so a detector "
+                  "trained on frontal faces (HOG) no longer sees its template"),
+            Photo(read_frame(hamilton, 0).image, "Hamilton clip fr. 0: small faces on stage", "small",
+                  "faces of 20-40 px: HOG at upsample 0 needs about 80 px; upsampling the image or the CNN helps"),
+            Photo(read_frame(hamilton, 240).image, "Hamilton clip fr. 240: audience, dark, turned", "crowd",
+                  "several small, partly turned faces in stage light: some are found, some are not"),
+        )
+        return CourseMedia(
+            real=True, source=data / "videos/lp_d18.mp4", destination=data / "videos/lp_d19.mp4",
+            source_label="D18 (LivePortrait example clip d18)",
+            destination_label="D19 (LivePortrait example clip d19)",
+            photos=photos, pose_clip=data / "videos/lp_d3.mp4",
+            credits="shared test media (see shared/data/SOURCES.md): real, identifiable people; "
+                    "outputs stay inside this course and are labelled synthetic",
+        )
+    from .demo_media import demo_destination_image, demo_source_image
+
+    src, dst = _demo_clips(workspace)
+    hopper, astronaut = demo_source_image(), demo_destination_image()
+    photos = (
+        Photo(hopper, "Grace Hopper (matplotlib sample photo)"),
+        Photo(astronaut, "Eileen Collins (scikit-image 'astronaut')"),
+        Photo(np.ascontiguousarray(np.rot90(hopper, -1)), "Grace Hopper, turned 90 degrees", "rotated",
+              "the detector only knows upright faces; rotation_search=True also tries 90, 270 and 180 degrees"),
+        Photo(_shrink(astronaut, 0.3), "astronaut shrunk to 30%: a small face", "small",
+              "a face of ~25 px: HOG at upsample 0 needs about 80 px; upsampling the image or the CNN helps"),
+    )
+    return CourseMedia(
+        real=False, source=src, destination=dst,
+        source_label="Grace Hopper (demo clip from matplotlib's sample photo)",
+        destination_label="Eileen Collins (demo clip from scikit-image's 'astronaut')",
+        photos=photos, pose_clip=src,
+        credits="bundled demo faces (public-domain portraits shipped with matplotlib and scikit-image)",
+    )
+
+
+# ------------------------------------------------------------------------------------------------- project
+
+
+def course_project_dir(settings: CourseSettings, media: CourseMedia | None = None) -> Path:
+    """``WORKSPACE/course-<size>`` (``-demo`` appended when the demo faces are used)."""
+    real = media.real if media is not None else _has_real_media()
+    return settings.workspace / f"course-{settings.size}{'' if real else '-demo'}"
+
+
+def _has_real_media() -> bool:
+    from .testdata import shared_data_dir
+
+    data = shared_data_dir()
+    return data is not None and (data / "videos/lp_d18.mp4").is_file() and (data / "videos/lp_d19.mp4").is_file()
+
+
+def _root(project: Any) -> Path:
+    """A Project's folder, or the path itself (a Path also has a ``.root`` attribute, so test for Project)."""
+    from .project import Project
+
+    return project.root if isinstance(project, Project) else Path(project)
+
+
+def course_info(project: Any) -> dict[str, Any]:
+    """What :func:`ensure_course_project` recorded in ``PROJECT/course.json`` (labels, extraction summaries)."""
+    path = _root(project) / COURSE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def ensure_course_project(settings: CourseSettings, media: CourseMedia | None = None, *, progress: bool = True,
+                          verbose: bool = True):
+    """Create the course project and extract both facesets, or reuse them when a previous notebook did.
+
+    Extraction uses the library's defaults except: whole-face crops of ``settings.face_size`` px, every n-th
+    frame (:meth:`CourseMedia.sample_every`) and NO landmark smoothing, so notebook 06 can show what temporal
+    smoothing adds. Returns the :class:`workbench.project.Project`.
+    """
+    from .extract import ExtractOptions, extract_project
+    from .fileutil import atomic_write_json
+    from .project import Project, create_project
+
+    media = media or course_media(settings)
+    root = course_project_dir(settings, media)
+    info = course_info(root)
+    if info.get("complete"):
+        if verbose:
+            print(f"reusing the course project {root}")
+        return Project.open(root)
+    project = create_project(root, media.source, media.destination, face_type="whole_face",
+                             face_size=settings.face_size, name=f"course ({settings.size})")
+    summaries = {}
+    for side in ("src", "dst"):
+        options = ExtractOptions(face_type="whole_face", size=settings.face_size,
+                                 every_nth=media.sample_every(side, settings), smoothing=0.0, workers=2)
+        summary = extract_project(project, side, options, progress=progress)
+        summaries[side] = {"frames": summary.frames, "faces": summary.faces,
+                           "frames_without_face": summary.frames_without_face, "seconds": round(summary.seconds, 1)}
+        if verbose:
+            print(f"--- {side}: {media.source_label if side == 'src' else media.destination_label}\n"
+                  f"{summary.format()}")
+    atomic_write_json(root / COURSE_FILE, {
+        "complete": True, "size": settings.size, "real_media": media.real, "credits": media.credits,
+        "labels": {"src": media.source_label, "dst": media.destination_label}, "extraction": summaries,
+    })
+    return project
+
+
+def course_run_dir(project: Any) -> Path:
+    """The course's training run folder, ``PROJECT/models/course``."""
+    return _root(project) / "models" / RUN_NAME
+
+
+def ensure_course_run(project: Any, settings: CourseSettings, *, progress: bool = False) -> Path:
+    """The course run folder with a checkpoint: reused when notebook 04 (or an earlier call) trained it,
+    otherwise trained here in the foreground for ``settings.course_steps`` steps."""
+    from .train import checkpoint_path, train
+
+    run_dir = course_run_dir(project)
+    if checkpoint_path(run_dir).is_file():
+        return run_dir
+    print(f"no trained course model yet: training {settings.course_steps} steps in this process ...")
+    result = train(run_dir, settings.train_options(), steps=settings.course_steps, progress=progress)
+    print(f"trained to step {result.step} in {result.seconds:.0f} s")
+    return run_dir
+
+
+def labels(project: Any) -> tuple[str, str]:
+    """(source label, destination label) of the course project."""
+    info = course_info(project).get("labels", {})
+    return info.get("src", "source identity"), info.get("dst", "destination identity")
+
+
+# ------------------------------------------------------------------------------------------------- faces
+
+
+def model_faces(folder: str | Path, face_type: str, resolution: int, limit: int | None = None) -> np.ndarray:
+    """A faceset re-cropped to a model's face type and resolution: (N, R, R, 3) float32 RGB in [0, 1]."""
+    from .train.data import load_face_bank
+
+    bank = load_face_bank(folder, Path(folder).name, face_type, int(resolution))
+    faces = bank.images.permute(0, 2, 3, 1).numpy().astype(np.float32) / 255.0
+    return faces[:limit] if limit else faces
+
+
+@dataclass(frozen=True)
+class FrameFaces:
+    """A destination frame and the landmarks of the faces extraction found in it."""
+
+    index: int
+    timestamp: float
+    frame: np.ndarray = field(repr=False)
+    landmarks: tuple[np.ndarray, ...] = field(repr=False)
+
+
+def frame_with_face(project: Any, position: float = 0.5) -> FrameFaces:
+    """The destination frame nearest ``position`` (0 = first, 1 = last) among frames with a face."""
+    from .faceset import scan_faceset
+    from .project import read_frame_index
+
+    index = read_frame_index(project)
+    found: dict[int, list[np.ndarray]] = {}
+    for rec in scan_faceset(project.aligned_dir("dst")).faces:
+        found.setdefault(int(rec.meta.frame_index), []).append(np.asarray(rec.meta.source_landmarks, np.float32))
+    entries = [e for e in index.frames if e.index in found]
+    if not entries:
+        raise ConfigError("no destination frame has a face", project.aligned_dir("dst"),
+                          "extract the destination again (ensure_course_project)")
+    entry = entries[min(len(entries) - 1, max(0, round(position * (len(entries) - 1))))]
+    frame = read_image(project.frames_dir / entry.file)
+    return FrameFaces(entry.index, entry.timestamp, frame, tuple(found[entry.index]))
+
+
+@dataclass(frozen=True)
+class FlickerSeries:
+    """Frame-to-frame change inside the face (mean |difference| in 0..1 units) for consecutive frame pairs."""
+
+    timestamps: np.ndarray
+    destination: np.ndarray
+    merged: np.ndarray
+
+    @property
+    def mean_destination(self) -> float:
+        return float(np.nanmean(self.destination)) if len(self.destination) else 0.0
+
+    @property
+    def mean_merged(self) -> float:
+        return float(np.nanmean(self.merged)) if len(self.merged) else 0.0
+
+
+def flicker_over_time(project: Any) -> FlickerSeries:
+    """:func:`workbench.merge.flicker_metric` per consecutive pair of merged frames (and of the destination
+    frames, with the same masks), so flicker can be plotted over time. NaN where a pair has no face."""
+    from .merge import flicker_metric
+    from .project import read_frame_index
+
+    index = read_frame_index(project)
+    entries = sorted(index.frames, key=lambda e: e.index)
+    names = [Path(e.file).with_suffix(".png").name for e in entries]
+    dst = [read_image(project.frames_dir / e.file) for e in entries]
+    out = [read_image(project.merged_dir / n) for n in names]
+    masks = [read_image(project.merged_masks_dir / n)[..., 0] for n in names]
+    times, d, m = [], [], []
+    for i in range(1, len(entries)):
+        pair_masks = [masks[i - 1], masks[i]]
+        has_face = bool(pair_masks[0].any() or pair_masks[1].any())
+        times.append(entries[i].timestamp)
+        d.append(flicker_metric(dst[i - 1:i + 1], pair_masks) if has_face else np.nan)
+        m.append(flicker_metric(out[i - 1:i + 1], pair_masks) if has_face else np.nan)
+    return FlickerSeries(np.asarray(times), np.asarray(d, np.float64), np.asarray(m, np.float64))
+
+
+def pca_2d(*groups: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Project several groups of vectors (e.g. latent codes of two identities) onto their 2 main axes.
+
+    Returns:
+        (one (n_i, 2) array per group, the fraction of variance each of the two axes explains).
+    """
+    data = np.concatenate([np.asarray(g, np.float64).reshape(len(g), -1) for g in groups])
+    centred = data - data.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ vt[:2].T
+    explained = (s[:2] ** 2) / max(float((s**2).sum()), 1e-12)
+    splits = np.cumsum([len(g) for g in groups])[:-1]
+    return list(np.split(points, splits)), explained
+
+
+# ------------------------------------------------------------------------------------------------- tiny AE
+
+
+def _down(cin: int, cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout, 5, 2, 2), nn.LeakyReLU(0.1))
+
+
+def _up(cin: int, cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout * 4, 3, 1, 1), nn.LeakyReLU(0.1), nn.PixelShuffle(2))
+
+
+class TinySwapAutoencoder(nn.Module):
+    """The face-swap idea at its smallest: ONE shared encoder, one decoder per identity.
+
+    ``encode(x) -> z`` maps any face to a ``code_dims`` vector; ``decode(z, "src"|"dst")`` draws that code as
+    the source or the destination person. Training only ever decodes src codes with the src decoder and dst
+    codes with the dst decoder; the swap is decoding a dst code with the src decoder.
+
+    Args:
+        resolution: face side in pixels (a multiple of 8, at least 16).
+        code_dims: size of the latent code (the bottleneck).
+        width: channels of the first convolution (doubled at each of the 3 downscales).
+
+    Shapes: faces are (B, 3, R, R) float in [0, 1]; codes (B, code_dims).
+    """
+
+    def __init__(self, resolution: int = 32, code_dims: int = 64, width: int = 32):
+        super().__init__()
+        if resolution % 8 or resolution < 16:
+            raise ValueError(f"resolution must be a multiple of 8 and >= 16, got {resolution}")
+        self.resolution, self.code_dims = int(resolution), int(code_dims)
+        r = resolution // 8
+        c = width * 4
+        self.encoder = nn.Sequential(_down(3, width), _down(width, width * 2), _down(width * 2, c), nn.Flatten(),
+                                     nn.Linear(c * r * r, code_dims))
+        self.decoders = nn.ModuleDict({name: self._decoder(c, r, width) for name in ("src", "dst")})
+
+    def _decoder(self, c: int, r: int, width: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(self.code_dims, c * r * r), nn.Unflatten(1, (c, r, r)), _up(c, width * 2),
+                             _up(width * 2, width), _up(width, width // 2), nn.Conv2d(width // 2, 3, 3, 1, 1),
+                             nn.Sigmoid())
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)  # (B, code_dims)
+
+    def decode(self, z: torch.Tensor, identity: str) -> torch.Tensor:
+        return self.decoders[identity](z)  # (B, 3, R, R)
+
+    def forward(self, x: torch.Tensor, identity: str) -> torch.Tensor:
+        return self.decode(self.encode(x), identity)
+
+
+def to_tensor(faces: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) float RGB -> (N, 3, H, W) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(faces, np.float32))).permute(0, 3, 1, 2).contiguous()
+
+
+def to_images(batch: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) tensor -> (N, H, W, 3) float32 numpy in [0, 1]."""
+    return batch.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class TinyTraining:
+    """Result of :func:`train_tiny_autoencoder`: the model and its loss history (one value per step)."""
+
+    model: TinySwapAutoencoder
+    history: dict[str, list[float]]
+    seconds: float
+
+
+@torch.no_grad()
+def tiny_preview(model: TinySwapAutoencoder, src: np.ndarray, dst: np.ndarray, rows: int = 3) -> np.ndarray:
+    """A grid like the trainer's preview: src, src->src, src->dst decoder | dst, dst->dst, dst->src decoder."""
+    from . import viz
+
+    model.eval()
+    a, b = to_tensor(src[:rows]), to_tensor(dst[:rows])
+    za, zb = model.encode(a), model.encode(b)
+    cols = [a, model.decode(za, "src"), model.decode(za, "dst"), b, model.decode(zb, "dst"), model.decode(zb, "src")]
+    images = [to_images(c[i:i + 1])[0] for i in range(len(a)) for c in cols]
+    model.train()
+    names = ["src", "src rec", "src as dst", "dst", "dst rec", "SWAP"] + [""] * (len(images) - 6)
+    return viz.image_grid([_fit(im, 96) for im in images], 6, labels=names, pad=2)
+
+
+def train_tiny_autoencoder(src_faces: np.ndarray, dst_faces: np.ndarray, *, steps: int = 400, warp: bool = False,
+                           batch_size: int = 16, code_dims: int = 64, lr: float = 1e-3, seed: int = 0,
+                           callback: Callable[[int, dict[str, float], np.ndarray | None], None] | None = None,
+                           every: int = 25) -> TinyTraining:
+    """Train a :class:`TinySwapAutoencoder` on two face sets (reconstruction only, MSE, Adam).
+
+    Each step takes ``batch_size`` src and dst faces, (optionally) random-warps the network input with
+    :func:`workbench.augment.augment_batch` while the target stays unwarped, and asks each decoder to draw its
+    own identity. ``callback(step, losses, preview_or_None)`` is called every step (the preview grid every
+    ``every`` steps) so a notebook can plot live.
+
+    Args:
+        src_faces, dst_faces: (N, R, R, 3) float32 faces of the two identities (see :func:`model_faces`).
+        steps: optimisation steps.
+        warp: DFL's random warp on the inputs (slower to learn, generalises better).
+        batch_size, code_dims, lr, seed: the usual.
+    """
+    from .augment import AugmentOptions, augment_batch
+
+    if len(src_faces) < 2 or len(dst_faces) < 2:
+        raise ConfigError("each identity needs at least 2 faces to train the tiny autoencoder")
+    res = int(src_faces.shape[1])
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TinySwapAutoencoder(res, code_dims)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    data = {"src": to_tensor(src_faces), "dst": to_tensor(dst_faces)}
+    aug = AugmentOptions(random_warp=warp, interpolation="bilinear")
+    history: dict[str, list[float]] = {"src": [], "dst": []}
+    started = time.perf_counter()
+    for step in range(1, steps + 1):
+        total = torch.zeros(())
+        for name, faces in data.items():
+            batch = faces[torch.randint(len(faces), (batch_size,), generator=gen)]
+            sample = augment_batch(batch, None, aug, gen)
+            loss = F.mse_loss(model(sample.warped, name), sample.target)
+            history[name].append(loss.item())
+            total = total + loss
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        if callback is not None:
+            preview = tiny_preview(model, src_faces, dst_faces) if step % every == 0 or step == steps else None
+            callback(step, {k: v[-1] for k, v in history.items()}, preview)
+    model.eval()
+    return TinyTraining(model, history, time.perf_counter() - started)
+
+
+@torch.no_grad()
+def tiny_codes(model: TinySwapAutoencoder, faces: np.ndarray) -> np.ndarray:
+    """Latent codes (N, code_dims) of faces."""
+    return model.encode(to_tensor(faces)).numpy()
+
+
+@torch.no_grad()
+def tiny_decode(model: TinySwapAutoencoder, codes: np.ndarray, identity: str) -> np.ndarray:
+    """Faces (N, R, R, 3) drawn from codes by one identity's decoder."""
+    return to_images(model.decode(torch.as_tensor(np.asarray(codes, np.float32)), identity))
+
+
+def tiny_interpolation(model: TinySwapAutoencoder, face_a: np.ndarray, face_b: np.ndarray, steps: int = 8,
+                       identity: str = "src") -> list[np.ndarray]:
+    """Decode ``steps`` codes on the straight line from face_a's code to face_b's."""
+    za, zb = tiny_codes(model, np.stack([face_a, face_b]))
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return list(tiny_decode(model, (1 - t) * za + t * zb, identity))
+
+
+# ------------------------------------------------------------------------------------------------- app
+
+
+def launch_app(project: Any = None, workspace: str | Path | None = None, *, launch: bool | None = None) -> Any:
+    """Build the Gradio workbench (``workbench.app.build_app``); launch it inline only when asked
+    (default: on Colab). Returns the ``gr.Blocks``, or None when gradio or the app is not installed."""
+    try:
+        from .app import build_app, launch_options
+    except ImportError as exc:
+        print(f"the Gradio app is not available here ({exc}); skipping it")
+        return None
+    demo = build_app(None if project is None else _root(project), workspace=workspace)
+    should_launch = is_colab() if launch is None else bool(launch)
+    if not should_launch:
+        print("built the Gradio app without launching it (not on Colab; pass launch=True to serve it here)")
+        return demo
+    demo.launch(share=False, inline=True, prevent_thread_lock=True, **launch_options(demo))
+    return demo
+
+
+__all__ = [
+    "CONSENT_RULE", "SIZES", "SYNTHETIC_NOTE", "CourseMedia", "CourseSettings", "FlickerSeries", "FrameFaces",
+    "Photo", "TinySwapAutoencoder", "TinyTraining", "compose", "configure_torch", "course_info", "course_media",
+    "course_project_dir", "course_run_dir", "course_settings", "default_size", "ensure_course_project",
+    "ensure_course_run", "flicker_over_time", "format_report", "frame_with_face", "help_table", "is_colab",
+    "labels", "launch_app", "model_faces", "pca_2d", "png_bytes", "prepare_workspace", "runtime_report", "setup",
+    "show", "tiny_codes", "tiny_decode", "tiny_interpolation", "tiny_preview", "to_images", "to_tensor",
+    "train_tiny_autoencoder", "workspace_dir",
+]
