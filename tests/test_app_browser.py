@@ -245,9 +245,9 @@ def _walk(app, page, tmp_path) -> None:
     _wait_src_change(page, "#train-preview", _img_src(page, "#train-preview"), timeout=180_000)
     page.locator("#pause-btn").click()
     expect(page.locator("#train-status")).to_contain_text("paused", timeout=60_000)
-    step_paused = page.locator("#train-step").inner_text()
+    step_paused = _step(page)
     time.sleep(2 * POLL_SECONDS + 0.5)
-    assert page.locator("#train-step").inner_text() == step_paused
+    assert _step(page) == step_paused
     page.locator("#resume-btn").click()
     expect(page.locator("#train-status")).to_contain_text("running", timeout=60_000)
     _wait_src_change(page, "#train-preview", _img_src(page, "#train-preview"), timeout=180_000)
@@ -269,9 +269,9 @@ def _walk(app, page, tmp_path) -> None:
         _set_number(page, "#set-erode", value)
         _wait_src_change(page, "#merged-frame", old, timeout=60_000)
         merge_latencies.append(time.time() - t0)
+    old = _img_src(page, "#merged-frame")
     page.locator("#set-color_transfer input").click()
     page.get_by_role("option", name="mkl", exact=True).click()
-    old = _img_src(page, "#merged-frame")
     _wait_src_change(page, "#merged-frame", old, timeout=60_000)
     page.locator("#grid-btn").click()
     expect(page.locator("#color-grid img")).to_be_visible(timeout=120_000)
@@ -311,6 +311,12 @@ def _preview_latencies(shown: list[tuple[dict, float]], previews: Path, hash_fil
         if match and match.group(1) in by_hash and by_hash[match.group(1)] > since:
             latencies.append(item["t"] / 1000.0 - by_hash[match.group(1)])
     return latencies
+
+
+def _step(page) -> int:
+    match = re.search(r"Step (\d+)", page.locator("#train-step").inner_text())
+    assert match, page.locator("#train-step").inner_text()
+    return int(match.group(1))
 
 
 def _shot(page, folder: Path, name: str) -> None:

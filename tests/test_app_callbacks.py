@@ -368,8 +368,11 @@ def test_merge_all_then_export_with_provenance(small_project, ctx):
     root = str(small_project)
     defaults = {k[4:]: v for k, v in cb.merge_setup(root).items() if k.startswith("set:")}
     assert "merged frames are missing" in cb.export_video_cb(root, "early.mp4", RUN)["status"]
-    out = cb.merge_all(ctx, root, RUN, dict(defaults, blur=30))
+    out = cb.merge_all(ctx, root, RUN, dict(defaults, blur=30), temporal_smoothing=0.5)
     assert f"frames: {CLIP_FRAMES}" in out["status"], out["status"]
+    saved = json.loads((small_project / "merge.json").read_text())
+    assert saved["default"]["blur"] == 30 and saved["temporal_smoothing"] == 0.5
+    assert saved["default"]["resolution"] == 64  # the model's facts, not the form's
     assert len(list((small_project / "merged").glob("*.png"))) == CLIP_FRAMES
     out = cb.export_video_cb(root, "../../escape.mp4", RUN)
     assert not is_warning(out), out["status"]

@@ -107,18 +107,22 @@ class CourseSettings:
 
     def summary(self) -> str:
         return (f"course size: {self.size} (device {self.device}); workspace: {self.workspace}\n"
-                f"faces {self.face_size} px, every {self.sample_every}. video frame; course model: "
+                f"faces {self.face_size} px, {_every(self.sample_every)} video frame; course model: "
                 f"{self.train_preset} preset {dict(self.train_overrides)}")
+
+
+def _every(n: int) -> str:
+    return "every" if n == 1 else f"every {n}{'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
 
 
 _SMALL = dict(
     face_size=128, sample_every=4, detect_max_side=480,
-    tiny_resolution=32, tiny_steps=400, tiny_warp=False, tiny_batch=16,
+    tiny_resolution=32, tiny_steps=500, tiny_warp=False, tiny_batch=8,
     train_preset="tiny",
     train_overrides=(("archi", "df"), ("resolution", 32), ("ae_dims", 64), ("e_dims", 12), ("d_dims", 12),
                      ("d_mask_dims", 8), ("lr", 5e-4), ("preview_every", 25), ("metrics_every", 50),
                      ("save_every_seconds", 60.0), ("loader_workers", 0)),
-    course_steps=200, background_steps=150, background_seconds=300.0, cpu_threads=1, display_px=96,
+    course_steps=300, background_steps=300, background_seconds=300.0, cpu_threads=1, display_px=96,
 )
 _FULL = dict(
     face_size=256, sample_every=1, detect_max_side=1280,
@@ -276,6 +280,22 @@ def _fit(image: np.ndarray, cell: int | None) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC).clip(0, 1)
 
 
+def _letterbox(image: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """Centre an image on a white (box_h, box_w) canvas, keeping its aspect ratio (it must already fit)."""
+    h, w = image.shape[:2]
+    if (h, w) == tuple(box):
+        return image
+    if h > box[0] or w > box[1]:
+        image = _fit(image, None)
+        scale = min(box[0] / h, box[1] / w)
+        image = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+    canvas = np.ones((*box, image.shape[2]), np.float32)
+    y, x = (box[0] - h) // 2, (box[1] - w) // 2
+    canvas[y:y + h, x:x + w] = image
+    return canvas
+
+
 def compose(images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str] | None = None,
             ncols: int | None = None, *, cell: int | None = None, max_width: int = 1400) -> np.ndarray:
     """One array from one image or a labelled grid (``viz.image_grid``), every cell ``cell`` px on its long side."""
@@ -289,6 +309,10 @@ def compose(images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str] | N
         cells = [_fit(img, cell) for img in images]
         if not cells:
             raise ValueError("nothing to show")
+        if cell is None:  # every cell takes the first image's size (no letterbox needed when they match)
+            cells = [c if c.shape[:2] == cells[0].shape[:2] else _fit(c, max(cells[0].shape[:2])) for c in cells]
+        box = (max(c.shape[0] for c in cells), max(c.shape[1] for c in cells))
+        cells = [_letterbox(c if c.ndim == 3 else np.repeat(c[..., None], 3, axis=2), box) for c in cells]
         grid = viz.image_grid(cells, ncols or len(cells), labels=list(labels) if labels else None)
     if grid.shape[1] > max_width:
         grid = _fit(grid, None)
@@ -352,7 +376,7 @@ class CourseMedia:
             (whose frames receive the swapped face).
         source_label, destination_label: who is in them, and where the clip comes from.
         photos: labelled stills for detection: easy portraits first, then the hard cases.
-        pose_clip: a clip with head motion, for the head-pose strip.
+        pose_clip, pose_label, pose_frames: a clip with head motion, who is in it, and frames to show.
         credits: one line about where the media come from.
     """
 
@@ -363,6 +387,8 @@ class CourseMedia:
     destination_label: str
     photos: tuple[Photo, ...] = field(repr=False)
     pose_clip: Path
+    pose_label: str
+    pose_frames: tuple[int, ...]
     credits: str
 
     def sample_every(self, side: str, settings: CourseSettings) -> int:
@@ -416,7 +442,8 @@ def course_media(settings: CourseSettings | Path | str | None = None) -> CourseM
             real=True, source=data / "videos/lp_d18.mp4", destination=data / "videos/lp_d19.mp4",
             source_label="D18 (LivePortrait example clip d18)",
             destination_label="D19 (LivePortrait example clip d19)",
-            photos=photos, pose_clip=data / "videos/lp_d3.mp4",
+            photos=photos, pose_clip=data / "videos/lp_d3.mp4", pose_label="LivePortrait example clip d3",
+            pose_frames=(0, 24, 126, 264, 282, 312),
             credits="shared test media (see shared/data/SOURCES.md): real, identifiable people; "
                     "outputs stay inside this course and are labelled synthetic",
         )
@@ -436,7 +463,7 @@ def course_media(settings: CourseSettings | Path | str | None = None) -> CourseM
         real=False, source=src, destination=dst,
         source_label="Grace Hopper (demo clip from matplotlib's sample photo)",
         destination_label="Eileen Collins (demo clip from scikit-image's 'astronaut')",
-        photos=photos, pose_clip=src,
+        photos=photos, pose_clip=src, pose_label="Grace Hopper demo clip", pose_frames=(0, 7, 14, 21, 28, 35),
         credits="bundled demo faces (public-domain portraits shipped with matplotlib and scikit-image)",
     )
 

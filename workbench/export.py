@@ -599,30 +599,28 @@ def _output_path(project: Project, name: str | None, default_stem: str) -> Path:
     return project.resolve_inside(project.output_dir / name)
 
 
-def describe_model(project: Project) -> str:
-    """A best-effort model description: the newest run folder in ``models/`` and its config, if any."""
+def describe_model(project: Project, run: str | None = None) -> str:
+    """A model description for the provenance record: the named (or newest) run folder and its options."""
     runs = [p for p in project.models_dir.glob("*") if p.is_dir()] if project.models_dir.is_dir() else []
+    if run is not None:
+        runs = [p for p in runs if p.name == run]
     if not runs:
         return "face-swap model (unrecorded)"
-    run = max(runs, key=lambda p: p.stat().st_mtime)
-    text = f"workbench run '{run.name}'"
-    config_path = run / "config.json"
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            config = {}
-        options = config.get("options", config) if isinstance(config, dict) else {}
-        keys = ("archi", "resolution", "face_type", "ae_dims", "e_dims", "d_dims")
-        details = ", ".join(f"{k}={options[k]}" for k in keys if isinstance(options, dict) and k in options)
-        if details:
-            text += f" ({details})"
-        status_path = run / "status.json"
-        if status_path.is_file():
-            try:
-                text += f", trained {int(json.loads(status_path.read_text(encoding='utf-8')).get('step', 0))} steps"
-            except (OSError, ValueError, TypeError, json.JSONDecodeError):
-                pass
+    run_dir = max(runs, key=lambda p: p.stat().st_mtime)
+    text = f"workbench run '{run_dir.name}'"
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        config = {}
+    options = config.get("options", config) if isinstance(config, dict) else {}
+    keys = ("archi", "resolution", "face_type", "ae_dims", "e_dims", "d_dims")
+    details = ", ".join(f"{k}={options[k]}" for k in keys if isinstance(options, dict) and k in options)
+    if details:
+        text += f" ({details})"
+    try:
+        text += f", trained {int(json.loads((run_dir / 'status.json').read_text(encoding='utf-8'))['step'])} steps"
+    except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError):
+        pass
     return text
 
 

@@ -120,7 +120,7 @@ def color_transfer_names() -> tuple[str, ...]:
     return tuple(names)
 
 
-_INT_RANGES: dict[str, tuple[int, int]] = {
+INT_RANGES: dict[str, tuple[int, int]] = {
     "erode": (-400, 400),
     "blur": (0, 400),
     "motion_blur": (0, 100),
@@ -165,7 +165,7 @@ def _check_int(name: str, value: Any) -> int:
     if isinstance(value, (float, np.floating)) and not float(value).is_integer():
         raise ConfigError(f"merge setting {name} must be a whole number, got {value!r}", hint=FIELD_HELP.get(name))
     value = int(value)
-    lo, hi = _INT_RANGES[name]
+    lo, hi = INT_RANGES[name]
     if not lo <= value <= hi:
         raise ConfigError(f"merge setting {name}={value} is out of range {lo}..{hi}", hint=FIELD_HELP.get(name))
     return value
@@ -217,7 +217,7 @@ class MergeSettings:
         if not isinstance(self.masked_hist_match, (bool, np.bool_)):
             raise ConfigError(f"merge setting masked_hist_match must be true or false, got {self.masked_hist_match!r}")
         object.__setattr__(self, "masked_hist_match", bool(self.masked_hist_match))
-        for name in _INT_RANGES:
+        for name in INT_RANGES:
             object.__setattr__(self, name, _check_int(name, getattr(self, name)))
         try:
             object.__setattr__(self, "face_type", align.normalize_face_type(self.face_type))

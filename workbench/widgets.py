@@ -61,9 +61,9 @@ def loss_history(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
     return history
 
 
-def _status_html(status: Any) -> str:
+def _status_html(status: Any, alive: bool) -> str:
     colour = {"running": "#2a7", "paused": "#d90", "error": "#c33", "finished": "#27c", "stopped": "#666"}
-    state = "crashed (process gone)" if status.stale else status.state
+    state = "crashed (process gone)" if status.stale and not alive else status.state
     parts = [f"<b>{status.name}</b> <span style='color:{colour.get(status.state, '#666')}'>&#9679; {state}</span>",
              f"step {status.step}" + (f" / {status.target_steps}" if status.target_steps else "")]
     if status.it_per_s:
@@ -155,7 +155,7 @@ class TrainingMonitor:
         with self._lock:
             status = read_status(self.run_dir)
             self.status = status
-            self.header.value = _status_html(status)
+            self.header.value = _status_html(status, self._alive(status))
             rows = read_metrics(self.run_dir)
             if len(rows) != self._rows_seen:
                 self._rows_seen = len(rows)
@@ -263,12 +263,16 @@ class TrainingMonitor:
         self._thread = None
 
     # ---- a static picture ------------------------------------------------------------------------------
-    def snapshot(self) -> np.ndarray:
-        """The loss plot above the latest preview, as one RGB float32 array (for a plain image output)."""
-        self.refresh()
-        loss = self._loss_image if self._loss_image is not None else viz.loss_plot({}, size=self.plot_size)
-        width = max(loss.shape[1], self.preview_width)
-        parts = [viz.label_image(_resize_width(loss, width), _status_line(self.status))]
+    def snapshot(self, width: int | None = None) -> np.ndarray:
+        """Status line, loss plot and latest preview stacked into one RGB float32 array (a plain image output)."""
+        from .train.runs import read_metrics
+
+        status = self.refresh()
+        width = int(width or self.preview_width)
+        banner = viz.label_image(np.ones((30, width, 3), np.float32), _status_line(status))
+        loss = viz.loss_plot(loss_history(read_metrics(self.run_dir)), size=(width, max(160, width * 2 // 5)),
+                             title="training loss (one point per 10 steps)")
+        parts = [banner, loss]
         if self._preview_image is not None:
             parts.append(_resize_width(self._preview_image, width))
         gap = np.ones((4, width, 3), np.float32)
@@ -279,7 +283,10 @@ class TrainingMonitor:
 
 
 def _status_line(status: Any) -> str:
-    return f"{status.name}: {status.state}, step {status.step}" if status is not None else ""
+    if status is None:
+        return ""
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in status.losses.items() if k in ("src", "dst"))
+    return f"run '{status.name}': {status.state}, step {status.step}" + (f", loss {losses}" if losses else "")
 
 
 class LivePlot:

@@ -31,7 +31,6 @@ import numpy as np
 
 from ..errors import (
     ConfigError,
-    ExportError,
     MediaError,
     MergeError,
     ProjectError,
@@ -1130,7 +1129,7 @@ def merge_fields() -> list[tuple[str, Any]]:
 def merge_int_range(name: str) -> tuple[int, int]:
     from .. import merge
 
-    ranges = getattr(merge, "INT_RANGES", None) or getattr(merge, "_INT_RANGES", {})
+    ranges = merge.INT_RANGES
     return tuple(ranges.get(name, (0, 100)))  # type: ignore[return-value]
 
 
@@ -1199,7 +1198,8 @@ def merge_setup(root: str | None, run: str | None = None) -> dict[str, Any]:
         info += " · No trained model yet: train one in the Train tab."
     return {"merge_run": _update(choices=runs, value=pick),
             "frame": _update(minimum=0, maximum=max(n - 1, 1), value=0),
-            "overrides": _overrides_table(config), "merge_info": info, **_setting_values(config.default)}
+            "overrides": _overrides_table(config), "merge_info": info, "temporal_smoothing": config.temporal_smoothing,
+            **_setting_values(config.default)}
 
 
 def merge_refresh(root: str | None, run: str | None) -> dict[str, Any]:
@@ -1323,14 +1323,16 @@ def load_frame_settings(root: str, frame_pos: int) -> dict[str, Any]:
 
 
 @guarded
-def save_merge_default(root: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+def save_merge_default(root: str, settings: Mapping[str, Any], temporal_smoothing: float | None = None
+                       ) -> dict[str, Any]:
     """Save the form as the project's default merge settings (overrides are kept)."""
     import dataclasses
 
     project = _project(root)
     config = _merge_config(project)
     new = dataclasses.replace(config, default=_settings(settings).replace(
-        face_type=config.default.face_type, resolution=config.default.resolution))
+        face_type=config.default.face_type, resolution=config.default.resolution),
+        temporal_smoothing=_smoothing(temporal_smoothing, config))
     new.save(project.merge_settings_path)
     return {"status": f"Saved the default settings to `{project.relative(project.merge_settings_path)}`.",
             "overrides": _overrides_table(new)}
@@ -1372,10 +1374,18 @@ def remove_override(root: str, number: int | None) -> dict[str, Any]:
     return {"overrides": _overrides_table(new), "status": f"Removed override #{number}."}
 
 
+def _smoothing(value: float | None, config: Any) -> float:
+    return config.temporal_smoothing if value is None else float(value)
+
+
 @guarded
-def merge_all(ctx: AppContext, root: str, run: str, settings: Mapping[str, Any], progress: Any = None
-              ) -> dict[str, Any]:
-    """Save the form as the default and merge every destination frame (resumable), with progress."""
+def merge_all(ctx: AppContext, root: str, run: str, settings: Mapping[str, Any],
+              temporal_smoothing: float | None = None, progress: Any = None) -> dict[str, Any]:
+    """Save the form as the default and merge every destination frame (resumable), with progress.
+
+    ``temporal_smoothing`` (0..1) smooths the face landmarks over time before merging (less jitter); the
+    single-frame preview does not apply it.
+    """
     import dataclasses
 
     from ..merge import merge_project
@@ -1383,7 +1393,8 @@ def merge_all(ctx: AppContext, root: str, run: str, settings: Mapping[str, Any],
     project = _project(root)
     predictor = ctx.predictor(_run_dir(project, run))
     config = _merge_config(project)
-    config = dataclasses.replace(config, default=_settings(settings, predictor))
+    config = dataclasses.replace(config, default=_settings(settings, predictor),
+                                 temporal_smoothing=_smoothing(temporal_smoothing, config))
     config.save(project.merge_settings_path)
     _progress(progress, 0.0, "merging frames")
     summary = merge_project(project, predictor, config, workers=2, progress=True)
@@ -1405,62 +1416,15 @@ def export_choices(root: str | None) -> list[str]:
     return sorted(p.name for p in folder.glob("*.mp4")) if folder.is_dir() else []
 
 
-def _describe_model(project: Project, run: str | None) -> str:
-    from ..train.runs import checkpoint_path
-
-    if run:
-        try:
-            run_dir = _run_dir(project, run)
-        except WorkbenchError:
-            run_dir = None
-        if run_dir is not None and checkpoint_path(run_dir).is_file():
-            from ..train.checkpoint import checkpoint_summary
-
-            facts = checkpoint_summary(checkpoint_path(run_dir))
-            opts = facts.get("options") or {}
-            return (f"workbench run '{run}' ({opts.get('archi', '?')}, {opts.get('resolution', '?')} px "
-                    f"{opts.get('face_type', '?')}, step {facts.get('step', '?')})")
-    try:
-        from ..commands.export import describe_model
-
-        return describe_model(project)
-    except ImportError:
-        return "face-swap model (unrecorded)"
-
-
 def export_project_video(project: Project, name: str, *, run: str | None = None, label: bool = True,
                          overwrite: bool = False, crf: int = 18, progress: bool = True) -> Path:
     """Merged frames -> ``output/<name>`` with the destination's audio and provenance (as ``workbench export``)."""
-    from ..export import Provenance, export_video
-    from ..video import is_video_path, probe_video
+    from ..export import describe_model, export_project
 
-    index = read_frame_index(project)
-    if not index.frames:
-        raise ExportError("the frame index lists no frames", project.frames_dir, "extract the destination first")
-    files = [project.merged_dir / e.file for e in index.frames]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise ExportError(f"{len(missing)} of {len(files)} merged frames are missing (first: {missing[0].name})",
-                          project.merged_dir, "merge all frames in the Merge tab first")
-    dst = project.resolve_inside(index.source) if index.source else None
-    audio, end_time = None, None
-    if dst is not None and dst.is_file() and is_video_path(dst):
-        info = probe_video(dst)
-        audio = dst if info.has_audio else None
-        if index.frames[-1].index == info.frame_count - 1 and info.duration > index.frames[-1].timestamp:
-            end_time = info.duration
-    try:
-        src = project.media_path("src")
-    except ProjectError:
-        src = None
-    name = _safe_file_name(name or f"{dst.stem if dst else project.root.name}_swap.mp4")
-    if not name.lower().endswith(".mp4"):
-        name = os.path.splitext(name)[0] + ".mp4"
-    out = _child(project, project.output_dir, name)
-    provenance = Provenance.for_media(_describe_model(project, run), source=src, destination=dst)
-    return export_video(files, [e.timestamp for e in index.frames], out, audio_source=audio, provenance=provenance,
-                        label_synthetic=bool(label), crf=int(crf), overwrite=bool(overwrite), progress=progress,
-                        end_time=end_time)
+    path, _ = export_project(project, output=_safe_file_name(name) if name else None, label_synthetic=bool(label),
+                             overwrite=bool(overwrite), crf=int(crf), model=describe_model(project, run),
+                             progress=progress)
+    return path
 
 
 def _show_video(project: Project, path: Path) -> dict[str, Any]:

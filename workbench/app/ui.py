@@ -337,6 +337,9 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     with gr.Row():
                         for name, default in fields_[i:i + 4]:
                             setting_comps[name] = _setting_component(name, default, FIELD_HELP.get(name, ""))
+                smoothing = gr.Slider(0, 1, value=0, step=0.05, label="temporal smoothing (merge all frames)",
+                                      info="Smooth the face landmarks over time before merging: less jitter on "
+                                           "steady shots (0 = off). The single-frame preview does not apply it.")
                 with gr.Row():
                     grid_btn = gr.Button("Show every colour transfer", elem_id="grid-btn")
                     load_btn = gr.Button("Load saved settings of this frame")
@@ -392,7 +395,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
             "face_type": ex_face_type, "face_size": ex_size, "reference": ex_reference, **gallery_out,
             "run": run, **opt_out, "train_seen": train_seen, "train_status_note": train_status,
             "face_a": face_a, "face_b": face_b, "merge_run": merge_run, "frame": frame, "overrides": overrides,
-            "merge_info": merge_info, **set_out, "exports": exports, "export_name": export_name,
+            "merge_info": merge_info, **set_out, "temporal_smoothing": smoothing, "exports": exports,
+            "export_name": export_name,
         }
         load = partial(cb.on_load, ctx)
         load.__name__ = "on_load"  # type: ignore[attr-defined]
@@ -475,13 +479,14 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         _wire(grid_btn.click, partial(cb.color_variants, ctx), merge_inputs,
               {"status": merge_status, "color_grid": color_grid}, concurrency_id="model")
         _wire(load_btn.click, cb.load_frame_settings, {**R, "frame_pos": frame}, {"status": merge_status, **set_out})
-        _wire(save_default_btn.click, cb.save_merge_default, {**R, **settings_inputs},
+        _wire(save_default_btn.click, cb.save_merge_default, {**R, **settings_inputs, "temporal_smoothing": smoothing},
               {"status": merge_status, "overrides": overrides})
         _wire(ov_add.click, cb.add_override, {**R, "start": ov_from, "stop": ov_to, **settings_inputs},
               {"status": merge_status, "overrides": overrides})
         _wire(ov_remove.click, cb.remove_override, {**R, "number": ov_number},
               {"status": merge_status, "overrides": overrides})
-        _wire(merge_all_btn.click, partial(cb.merge_all, ctx), {**R, "run": merge_run, **settings_inputs},
+        _wire(merge_all_btn.click, partial(cb.merge_all, ctx),
+              {**R, "run": merge_run, **settings_inputs, "temporal_smoothing": smoothing},
               {"status": merge_status, **overview_out}, progress=True, concurrency_id="heavy",
               show_progress_on=[merge_status])
 
