@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -42,4 +43,8 @@ def test_demo_runs_offline_end_to_end(tmp_path):
         capture_output=True, text=True, timeout=900,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "0 processed" in again.stdout or "already" in again.stdout
+
+    def steps(text: str) -> int:
+        return int(re.search(r"training:\s+(\d+) steps", text).group(1))
+
+    assert steps(again.stdout) > steps(result.stdout) > 0  # training continued from the saved checkpoint

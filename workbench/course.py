@@ -49,7 +49,6 @@ RUN_NAME = "course"
 COURSE_FILE = "course.json"
 DRIVE_MOUNT = Path("/content/drive")
 DRIVE_FOLDER = "face-swap-workbench"
-SYNTHETIC_NOTE = "SYNTHETIC: made by a face-swap model, not a real recording"
 
 # ------------------------------------------------------------------------------------------------- settings
 
@@ -125,7 +124,7 @@ _SMALL = dict(
     course_steps=300, background_steps=300, background_seconds=300.0, cpu_threads=1, display_px=96,
 )
 _FULL = dict(
-    face_size=256, sample_every=1, detect_max_side=1280,
+    face_size=256, sample_every=1, detect_max_side=800,
     tiny_resolution=64, tiny_steps=3000, tiny_warp=True, tiny_batch=32,
     train_preset="tiny",
     train_overrides=(("preview_every", 200), ("metrics_every", 500), ("save_every_seconds", 300.0)),
@@ -709,9 +708,14 @@ class TinySwapAutoencoder(nn.Module):
         return self.decode(self.encode(x), identity)
 
 
-def to_tensor(faces: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) float RGB -> (N, 3, H, W) float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(faces, np.float32))).permute(0, 3, 1, 2).contiguous()
+def to_tensor(faces: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, H, W, 3) float RGB -> (N, 3, H, W) float32 tensor (on ``device``)."""
+    batch = torch.from_numpy(np.ascontiguousarray(np.asarray(faces, np.float32))).permute(0, 3, 1, 2)
+    return batch.contiguous().to(device)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def to_images(batch: torch.Tensor) -> np.ndarray:
@@ -734,7 +738,7 @@ def tiny_preview(model: TinySwapAutoencoder, src: np.ndarray, dst: np.ndarray, r
     from . import viz
 
     model.eval()
-    a, b = to_tensor(src[:rows]), to_tensor(dst[:rows])
+    a, b = to_tensor(src[:rows], _device_of(model)), to_tensor(dst[:rows], _device_of(model))
     za, zb = model.encode(a), model.encode(b)
     cols = [a, model.decode(za, "src"), model.decode(za, "dst"), b, model.decode(zb, "dst"), model.decode(zb, "src")]
     images = [to_images(c[i:i + 1])[0] for i in range(len(a)) for c in cols]
@@ -746,7 +750,7 @@ def tiny_preview(model: TinySwapAutoencoder, src: np.ndarray, dst: np.ndarray, r
 def train_tiny_autoencoder(src_faces: np.ndarray, dst_faces: np.ndarray, *, steps: int = 400, warp: bool = False,
                            batch_size: int = 16, code_dims: int = 64, lr: float = 1e-3, seed: int = 0,
                            callback: Callable[[int, dict[str, float], np.ndarray | None], None] | None = None,
-                           every: int = 25) -> TinyTraining:
+                           every: int = 25, device: str = "cpu") -> TinyTraining:
     """Train a :class:`TinySwapAutoencoder` on two face sets (reconstruction only, MSE, Adam).
 
     Each step takes ``batch_size`` src and dst faces, (optionally) random-warps the network input with
@@ -759,6 +763,7 @@ def train_tiny_autoencoder(src_faces: np.ndarray, dst_faces: np.ndarray, *, step
         steps: optimisation steps.
         warp: DFL's random warp on the inputs (slower to learn, generalises better).
         batch_size, code_dims, lr, seed: the usual.
+        device: "cpu" or "cuda" (the faces are moved there once).
     """
     from .augment import AugmentOptions, augment_batch
 
@@ -768,16 +773,16 @@ def train_tiny_autoencoder(src_faces: np.ndarray, dst_faces: np.ndarray, *, step
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = TinySwapAutoencoder(res, code_dims)
+        model = TinySwapAutoencoder(res, code_dims).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    data = {"src": to_tensor(src_faces), "dst": to_tensor(dst_faces)}
+    data = {"src": to_tensor(src_faces, device), "dst": to_tensor(dst_faces, device)}
     aug = AugmentOptions(random_warp=warp, interpolation="bilinear")
     history: dict[str, list[float]] = {"src": [], "dst": []}
     started = time.perf_counter()
     for step in range(1, steps + 1):
         total = torch.zeros(())
         for name, faces in data.items():
-            batch = faces[torch.randint(len(faces), (batch_size,), generator=gen)]
+            batch = faces[torch.randint(len(faces), (batch_size,), generator=gen).to(faces.device)]
             sample = augment_batch(batch, None, aug, gen)
             loss = F.mse_loss(model(sample.warped, name), sample.target)
             history[name].append(loss.item())
@@ -795,13 +800,13 @@ def train_tiny_autoencoder(src_faces: np.ndarray, dst_faces: np.ndarray, *, step
 @torch.no_grad()
 def tiny_codes(model: TinySwapAutoencoder, faces: np.ndarray) -> np.ndarray:
     """Latent codes (N, code_dims) of faces."""
-    return model.encode(to_tensor(faces)).numpy()
+    return model.encode(to_tensor(faces, _device_of(model))).cpu().numpy()
 
 
 @torch.no_grad()
 def tiny_decode(model: TinySwapAutoencoder, codes: np.ndarray, identity: str) -> np.ndarray:
     """Faces (N, R, R, 3) drawn from codes by one identity's decoder."""
-    return to_images(model.decode(torch.as_tensor(np.asarray(codes, np.float32)), identity))
+    return to_images(model.decode(torch.as_tensor(np.asarray(codes, np.float32), device=_device_of(model)), identity))
 
 
 def tiny_interpolation(model: TinySwapAutoencoder, face_a: np.ndarray, face_b: np.ndarray, steps: int = 8,
@@ -833,7 +838,7 @@ def launch_app(project: Any = None, workspace: str | Path | None = None, *, laun
 
 
 __all__ = [
-    "CONSENT_RULE", "SIZES", "SYNTHETIC_NOTE", "CourseMedia", "CourseSettings", "FlickerSeries", "FrameFaces",
+    "CONSENT_RULE", "SIZES", "CourseMedia", "CourseSettings", "FlickerSeries", "FrameFaces",
     "Photo", "TinySwapAutoencoder", "TinyTraining", "compose", "configure_torch", "course_info", "course_media",
     "course_project_dir", "course_run_dir", "course_settings", "default_size", "ensure_course_project",
     "ensure_course_run", "flicker_over_time", "format_report", "frame_with_face", "help_table", "is_colab",

@@ -189,13 +189,40 @@ class TrainingMonitor:
         return self.handle is not None and self.handle.is_alive()
 
     # ---- controls --------------------------------------------------------------------------------------
-    def send(self, command: str) -> Path:
-        """Drop a command file (pause, resume, save, preview, stop) into the run folder."""
-        from .train.runs import send_command
+    def send(self, command: str) -> Path | None:
+        """Drop a command file (pause, resume, save, preview, stop) into the run folder.
 
+        When the run has ended and no trainer process is alive, nothing is sent (returns None): a command
+        file left behind would otherwise be obeyed by the *next* session as soon as it starts.
+        """
+        from .train.runs import read_status, send_command
+
+        status = read_status(self.run_dir)
+        if status.state in FINAL_STATES + ("new",) and not self._alive(status):
+            self.message.value = f"no trainer is running ({status.state}): <b>{command}</b> not sent"
+            return None
         path = send_command(self.run_dir, command)
         self.message.value = f"sent <b>{command}</b> at {time.strftime('%H:%M:%S')}"
         return path
+
+    def stop_trainer(self, timeout: float = 180.0) -> Any:
+        """Make sure the trainer has ended: send ``stop`` if it still runs, wait for it, then drop any command
+        files it never read (so they cannot stop the next session). Returns the final status."""
+        from .train.runs import take_commands, trainer_pid
+
+        status = self.refresh()
+        if self._alive(status) and status.state not in FINAL_STATES:
+            self.send("stop")
+        deadline = time.monotonic() + timeout
+        while (self.handle is not None and self.handle.is_alive()) or trainer_pid(self.run_dir) is not None:
+            if time.monotonic() > deadline:
+                raise TrainingError(f"the trainer did not stop within {timeout:.0f} s", self.run_dir,
+                                    "read trainer.log; stop it with the Stop button or end its process")
+            time.sleep(0.2)
+        leftover = take_commands(self.run_dir)
+        if leftover:
+            self.message.value = f"the trainer had ended; removed unread command(s): {', '.join(leftover)}"
+        return self.refresh()
 
     # ---- polling ---------------------------------------------------------------------------------------
     def watch(self, timeout: float | None = None, *, until_step: int | None = None,
