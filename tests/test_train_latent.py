@@ -51,7 +51,7 @@ def test_latent_tools(trained, archi, code_size):
 
 def test_predictor_is_the_mergers_callable(trained):
     base, _, _ = trained
-    predict = load_predictor(base / "df-ud")
+    predict = load_predictor(base / "df-ud", precision="fp32")
     assert (predict.resolution, predict.face_type) == (32, "full")
     face = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
     swapped, swapped_mask, dst_mask = predict(face)
@@ -60,6 +60,11 @@ def test_predictor_is_the_mergers_callable(trained):
     with torch.no_grad():
         expected, _ = model.swap(torch.from_numpy(face).permute(2, 0, 1)[None])
     np.testing.assert_allclose(swapped, expected[0].permute(1, 2, 0).numpy(), atol=1e-5)
+    with torch.no_grad():  # the one-pass dst mask equals the dst decoder's mask of the dst code
+        _, expected_mask = model.decode(model.encode(torch.from_numpy(face).permute(2, 0, 1)[None], "dst"), "dst")
+    np.testing.assert_allclose(dst_mask, expected_mask[0, 0].numpy(), atol=1e-5)
+    fast = load_predictor(base / "df-ud", precision="bf16")(face)  # bf16: within a few grey levels
+    assert np.abs(fast[0] - swapped).max() < 0.03 and np.abs(fast[2] - dst_mask).max() < 0.03
     batch = predict.batch(np.stack([face, face]))
     assert batch[0].shape == (2, 32, 32, 3)
     with pytest.raises(TrainingError, match="no checkpoint"):

@@ -59,6 +59,7 @@ OPTIONAL = [
     ({"uniform_yaw": True}, None),
     ({"optimizer": "adabelief", "lr_dropout": 0.3, "lr_cos_period": 500, "clipgrad": True}, None),
     ({"optimizer": "rmsprop", "warmup_steps": 5}, None),
+    ({"channels_last": True, "archi": "liae-ud", "random_warp": False}, None),
 ]
 
 
@@ -245,3 +246,41 @@ def test_target_steps_finishes_and_reports_eta(synth, tmp_path):
         "step_000001.png", "step_000002.png", "step_000004.png"]
     assert "[#000005]" in stream.getvalue() and "finished" in stream.getvalue()
     assert Trainer(fast_options(target_steps=5), src, dst, run_dir=run).run().steps_run == 0
+
+
+def test_cpu_thread_tuner_keeps_the_faster_setting(monkeypatch):
+    """cpu_threads=0: 1 thread vs all threads are timed for a few steps and the faster one is kept."""
+    from types import SimpleNamespace
+
+    from workbench.train import trainer as trainer_module
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: clock[0])
+    set_threads = []
+    monkeypatch.setattr(trainer_module.torch, "set_num_threads", set_threads.append)
+    events = []
+    fake = SimpleNamespace(step=0, _event=events.append)
+    tuner = trainer_module.CpuThreadTuner(2, trial_steps=3, retune_seconds=100.0)
+    tuner.on_start(fake)
+    cost = {1: 0.2, 2: 1.0}  # a busy machine: one thread is faster
+    for _ in range(12):
+        clock[0] += cost[set_threads[-1]]
+        tuner.on_step_end(fake, {})
+    assert tuner.chosen == 1 and set_threads[-1] == 1
+    assert events[-1]["kind"] == "cpu_threads" and events[-1]["threads"] == 1
+    clock[0] += 200.0
+    tuner.on_step_end(fake, {})
+    assert set_threads[-1] == 1 and tuner._trial == [1, 2]  # re-tuning after retune_seconds
+
+
+def test_liae_without_random_warp_freezes_inter_ab(synth):
+    """DFL §3.3: with random_warp off, LIAE trains everything except inter_AB."""
+    src, dst = synth
+    trainer = Trainer(fast_options(archi="liae-ud", random_warp=False), src, dst)
+    groups = trainer.model.parameter_groups()
+    before = {k: [p.detach().clone() for p in v] for k, v in groups.items()}
+    trainer.train_step()
+    trainer.train_step()
+    for name, params in groups.items():
+        changed = any(not torch.equal(a, b) for a, b in zip(before[name], params))
+        assert changed == (name != "inter_AB"), name

@@ -100,7 +100,8 @@ def fast_options(**overrides):
 
     base = dict(archi="df-ud", resolution=32, ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=8, batch_size=4,
                 optimizer="adam", lr=5e-4, warmup_steps=0, preview_every=0, metrics_every=0, metrics_samples=2,
-                save_every_seconds=0.0, loader_workers=0, status_every_seconds=0.05, channels_last=False)
+                save_every_seconds=0.0, loader_workers=0, status_every_seconds=0.05, channels_last=False,
+                cpu_threads=1)
     base.update(overrides)
     return preset("tiny", **base)
 

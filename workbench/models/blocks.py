@@ -270,8 +270,11 @@ class Decoder(nn.Module):
             x = torch.sigmoid(depth_to_space(x, 2))  # (B, 12, h, w) -> (B, 3, 2h, 2w)
         else:
             x = torch.sigmoid(self.out_conv(x))  # (B, 3, h, w)
+        return x, self.mask(z)
+
+    def mask(self, z: torch.Tensor) -> torch.Tensor:
+        """Only the mask path (B, 1, res, res): the merger needs the dst decoder's mask, not its image."""
         m = z
         for up in self.upscalems:
             m = up(m)  # (B, m_ch, ..) doubling each stage
-        m = torch.sigmoid(self.out_convm(m))  # (B, 1, res, res)
-        return x, m
+        return torch.sigmoid(self.out_convm(m))

@@ -23,31 +23,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from workbench.align import normalize_face_type
 from workbench.errors import ConfigError
 
 ARCHIS: tuple[str, ...] = ("df", "liae")
 LETTERS: str = "udtc"  # canonical order of the archi letters
-FACE_TYPES: tuple[str, ...] = (
-    "half",
-    "mid_full",
-    "full",
-    "whole_face",
-    "head",
-    "full_no_align",
-    "head_no_align",
-)
-# DFL spellings accepted by the constructor and normalised to the names above
-_FACE_TYPE_ALIASES: dict[str, str] = {
-    "h": "half",
-    "half_face": "half",
-    "mf": "mid_full",
-    "midfull_face": "mid_full",
-    "midfull": "mid_full",
-    "f": "full",
-    "full_face": "full",
-    "wf": "whole_face",
-    "full_face_no_align": "full_no_align",
-}
 SCHEMA_VERSION = 1
 
 # DFL's prompt ranges (constants.md §5). Outside them the model still builds; see ModelConfig.dfl_warnings.
@@ -113,11 +93,8 @@ def _canonical_letters(letters: str) -> str:
 
 
 def _canonical_face_type(face_type: str) -> str:
-    name = str(face_type).strip().lower()
-    name = _FACE_TYPE_ALIASES.get(name, name)
-    if name not in FACE_TYPES:
-        raise ConfigError(f"unknown face type {face_type!r}", hint=f"use one of {', '.join(FACE_TYPES)}")
-    return name
+    # One list of face types and DFL spellings for the whole workbench: the alignment module's.
+    return normalize_face_type(face_type)
 
 
 def parse_archi_string(text: str) -> tuple[str, str]:

@@ -110,6 +110,16 @@ class DF(nn.Module):
         """The face swap: decoder_src(inter(encoder(dst))) -> (image, mask)."""
         return self.decoder_src(self.swap_code(x_dst))
 
+    def swap_with_dst_mask(self, x_dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the merger needs in one pass: (swap image, swap mask, dst-decoder mask of the dst face).
+
+        The code is computed once and decoder_dst runs only its mask path (about half the work of
+        calling ``swap`` and ``decode(encode(x, "dst"), "dst")``).
+        """
+        code = self.swap_code(x_dst)
+        image, mask = self.decoder_src(code)
+        return image, mask, self.decoder_dst.mask(code)
+
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ae_dims): the inter's first dense output, the narrowest point (for PCA / interpolation)."""
         return self.inter.bottleneck(self.encoder(x))

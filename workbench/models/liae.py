@@ -125,6 +125,16 @@ class LIAE(nn.Module):
         """The face swap: decoder([AB(dst), AB(dst)]) -> (image, mask)."""
         return self.decoder(self.swap_code(x_dst))
 
+    def swap_with_dst_mask(self, x_dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the merger needs in one pass: (swap image, swap mask, mask of the dst code [B, AB]).
+
+        The encoder runs once and the dst code only goes through the decoder's mask path.
+        """
+        feats = self.encoder(x_dst)
+        ab = self.inter_AB(feats)
+        image, mask = self.decoder(torch.cat([ab, ab], 1))
+        return image, mask, self.decoder.mask(torch.cat([self.inter_B(feats), ab], 1))
+
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 2·ae_dims): [inter_AB dense1, inter_B dense1] outputs concatenated (the two narrowest vectors).
 

@@ -257,8 +257,9 @@ def list_runs(project: Any) -> list[RunStatus]:
 def send_command(run_dir: str | Path, name: str) -> Path:
     """Drop a command file (pause, resume, save, preview, stop) for the trainer to pick up.
 
-    The trainer polls ``RUN/commands/`` between steps, acts on the files in the order they were
-    written and deletes them. Works whether or not the trainer is running (it acts on start).
+    The trainer polls ``RUN/commands/`` between steps (and while paused), acts on the files in the order
+    they were written and deletes them. Commands left in a folder with no live trainer are discarded by
+    the next :func:`start` (a stale "stop" must not end the new session at once).
     """
     if name not in COMMANDS:
         raise TrainingError(f"unknown trainer command '{name}'", hint=f"use one of {', '.join(COMMANDS)}")
@@ -460,6 +461,7 @@ def prepare_run(
         check_checkpoint_compatible(checkpoint_path(run_dir), options)
     config = RunConfig(options, src, dst, Path(pretrained).resolve() if pretrained else None, max_steps, max_seconds)
     run_dir.mkdir(parents=True, exist_ok=True)
+    take_commands(run_dir)  # no trainer holds the folder: commands still lying there are stale
     write_run_config(run_dir, config)
     return config
 

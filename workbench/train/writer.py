@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..fileutil import append_jsonl
 from ..images import write_image
@@ -64,6 +65,7 @@ class RunDirWriter(Callback):
             "notes": trainer.notes[-10:],
             "world_size": trainer.dist.world,
             "ranks_in_sync": trainer.ranks_in_sync,
+            "cpu_threads": torch.get_num_threads() if trainer.device.type == "cpu" else None,
         }
 
     def write(self, trainer: Trainer, state: str | None = None, force: bool = False) -> None:
