@@ -48,8 +48,14 @@ def act(x: torch.Tensor, slope: float = 0.1, cos: bool = False) -> torch.Tensor:
 
 
 def pixel_norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-6) -> torch.Tensor:
-    """``x / sqrt(mean(x**2, dim) + eps)`` (DFL ``nn.pixel_norm``; the ``u`` letter applies it to the flat code)."""
-    return x * torch.rsqrt(torch.mean(x * x, dim=dim, keepdim=True) + eps)
+    """``x / sqrt(mean(x**2, dim) + eps)`` (DFL ``nn.pixel_norm``; the ``u`` letter applies it to the flat code).
+
+    Computed in float32 even under fp16 autocast: with eps 1e-6 the backward of rsqrt reaches ~1e5-1e6,
+    beyond fp16's 65504, and would turn every gradient into NaN.
+    """
+    dtype = x.dtype
+    x32 = x.float()
+    return (x32 * torch.rsqrt(torch.mean(x32 * x32, dim=dim, keepdim=True) + eps)).to(dtype)
 
 
 def depth_to_space(x: torch.Tensor, block: int = 2) -> torch.Tensor:
