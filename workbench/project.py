@@ -1,6 +1,6 @@
 """The project folder: one directory holding every stage's inputs and outputs.
 
-See CONTRACTS/README for the layout. Every command takes the project folder; user-supplied paths are
+See README.md ("Project folder") for the layout. Every command takes the project folder; user-supplied paths are
 resolved inside it and may not escape it.
 """
 
