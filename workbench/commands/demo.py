@@ -12,7 +12,7 @@ from ..demo import DemoOptions, run_demo
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="run the full pipeline offline on built-in demo faces (about 6 minutes on 2 CPU cores)",
+        help="run the full pipeline offline on built-in demo faces (about 4-5 minutes on 2 CPU cores)",
         description="Extract, train (tiny preset), merge and export on Grace Hopper -> astronaut, with no "
         "downloads; writes a video and a contact sheet of every intermediate result. " + CONSENT_RULE,
     )
