@@ -36,3 +36,11 @@ def test_new_then_extract_a_photo_folder(tmp_path, data_dir):
     assert len(list((project / "aligned" / "src").glob("*.jpg"))) == 2
     assert main(["sort", str(project), "--side", "src", "--by", "blur", "--keep", "1", "--quiet"]) == 0
     assert len(list((project / "aligned" / "src_trash").glob("*.jpg"))) == 1
+
+
+def test_every_subcommand_help_renders():
+    # help texts come from option tables (OPTION_HELP, FIELD_HELP); a stray '%' used to crash argparse
+    for name in (*COMMAND_MODULES, "train-status", "train-cmd"):
+        result = run_cli(name, "--help")
+        assert result.returncode == 0, (name, result.stderr[-2000:])
+        assert "usage: workbench" in result.stdout and "Traceback" not in result.stderr

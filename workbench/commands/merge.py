@@ -28,8 +28,15 @@ _SETTING_FLAGS: dict[str, str] = {
 }
 
 
+def _help(field: str) -> str:
+    """FIELD_HELP text made safe for argparse, which treats '%' as a format character."""
+    from ..merge import FIELD_HELP
+
+    return FIELD_HELP[field].replace("%", "%%")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..merge import FIELD_HELP, MASK_MODES, MODES, SHARPEN_MODES
+    from ..merge import MASK_MODES, MODES, SHARPEN_MODES
 
     p = subparsers.add_parser(
         "merge", help="paste the trained swap into every destination frame",
@@ -40,21 +47,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("project", help="project folder")
     p.add_argument("--run", help="training run under PROJECT/models (default: the most recently updated one)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
-    p.add_argument("--mode", choices=MODES, help=FIELD_HELP["mode"])
-    p.add_argument("--mask-mode", choices=MASK_MODES, help=FIELD_HELP["mask_mode"])
-    p.add_argument("--color", help=FIELD_HELP["color_transfer"])
-    p.add_argument("--erode", type=int, help=FIELD_HELP["erode"])
-    p.add_argument("--blur", type=int, help=FIELD_HELP["blur"])
-    p.add_argument("--motion-blur", type=int, help=FIELD_HELP["motion_blur"])
-    p.add_argument("--face-scale", type=int, help=FIELD_HELP["output_face_scale"])
-    p.add_argument("--hist-threshold", type=int, help=FIELD_HELP["hist_match_threshold"])
+    p.add_argument("--mode", choices=MODES, help=_help("mode"))
+    p.add_argument("--mask-mode", choices=MASK_MODES, help=_help("mask_mode"))
+    p.add_argument("--color", help=_help("color_transfer"))
+    p.add_argument("--erode", type=int, help=_help("erode"))
+    p.add_argument("--blur", type=int, help=_help("blur"))
+    p.add_argument("--motion-blur", type=int, help=_help("motion_blur"))
+    p.add_argument("--face-scale", type=int, help=_help("output_face_scale"))
+    p.add_argument("--hist-threshold", type=int, help=_help("hist_match_threshold"))
     p.add_argument("--masked-hist-match", action=argparse.BooleanOptionalAction, default=None,
-                   help=FIELD_HELP["masked_hist_match"])
-    p.add_argument("--sharpen-mode", choices=SHARPEN_MODES, help=FIELD_HELP["sharpen_mode"])
-    p.add_argument("--blursharpen", type=int, help=FIELD_HELP["blursharpen_amount"])
-    p.add_argument("--denoise", type=int, help=FIELD_HELP["image_denoise_power"])
-    p.add_argument("--bicubic-degrade", type=int, help=FIELD_HELP["bicubic_degrade_power"])
-    p.add_argument("--color-degrade", type=int, help=FIELD_HELP["color_degrade_power"])
+                   help=_help("masked_hist_match"))
+    p.add_argument("--sharpen-mode", choices=SHARPEN_MODES, help=_help("sharpen_mode"))
+    p.add_argument("--blursharpen", type=int, help=_help("blursharpen_amount"))
+    p.add_argument("--denoise", type=int, help=_help("image_denoise_power"))
+    p.add_argument("--bicubic-degrade", type=int, help=_help("bicubic_degrade_power"))
+    p.add_argument("--color-degrade", type=int, help=_help("color_degrade_power"))
     p.add_argument("--smooth", type=float, help="temporal landmark smoothing strength 0..1 (0 = off)")
     p.add_argument("--workers", type=int, default=2, help="compositing threads (default 2)")
     p.add_argument("--batch-size", type=int, default=8, help="faces per model call (default 8)")

@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = {"int": int, "float": float, "bool": _bool, "str": str}[f.type]
         metavar = "y|n" if f.type == "bool" else f.type.upper()
-        group.add_argument(flag, dest=f"opt_{f.name}", type=kind, default=None, metavar=metavar, help=help_text)
+        group.add_argument(flag, dest=f"opt_{f.name}", type=kind, default=None, metavar=metavar,
+                           help=help_text.replace("%", "%%"))  # argparse formats help with %
     p.set_defaults(func=run)
 
     s = subparsers.add_parser("train-status", help="show the state of training runs",
