@@ -265,34 +265,9 @@ def format_report(report: Mapping[str, Any]) -> str:
 
 
 def _fit(image: np.ndarray, cell: int | None) -> np.ndarray:
-    img = np.asarray(image)
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32) / 255.0
-    img = np.clip(img.astype(np.float32), 0.0, 1.0)
-    if cell is None:
-        return img
-    h, w = img.shape[:2]
-    scale = cell / max(h, w)
-    if abs(scale - 1.0) < 1e-6:
-        return img
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC).clip(0, 1)
+    from .viz import fit_long_side
 
-
-def _letterbox(image: np.ndarray, box: tuple[int, int]) -> np.ndarray:
-    """Centre an image on a white (box_h, box_w) canvas, keeping its aspect ratio (it must already fit)."""
-    h, w = image.shape[:2]
-    if (h, w) == tuple(box):
-        return image
-    if h > box[0] or w > box[1]:
-        image = _fit(image, None)
-        scale = min(box[0] / h, box[1] / w)
-        image = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
-        h, w = image.shape[:2]
-    canvas = np.ones((*box, image.shape[2]), np.float32)
-    y, x = (box[0] - h) // 2, (box[1] - w) // 2
-    canvas[y:y + h, x:x + w] = image
-    return canvas
+    return fit_long_side(image, cell)
 
 
 def compose(images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str] | None = None,
@@ -311,7 +286,7 @@ def compose(images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str] | N
         if cell is None:  # every cell takes the first image's size (no letterbox needed when they match)
             cells = [c if c.shape[:2] == cells[0].shape[:2] else _fit(c, max(cells[0].shape[:2])) for c in cells]
         box = (max(c.shape[0] for c in cells), max(c.shape[1] for c in cells))
-        cells = [_letterbox(c if c.ndim == 3 else np.repeat(c[..., None], 3, axis=2), box) for c in cells]
+        cells = [viz.letterbox(c if c.ndim == 3 else np.repeat(c[..., None], 3, axis=2), box) for c in cells]
         grid = viz.image_grid(cells, ncols or len(cells), labels=list(labels) if labels else None)
     if grid.shape[1] > max_width:
         grid = _fit(grid, None)

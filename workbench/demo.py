@@ -102,60 +102,42 @@ def contact_sheet(project: Project, run_dir: Path, predict, merge_settings) -> n
         tiles.append(np.asarray(image, np.float32))
         labels.append(label)
 
+    index = read_frame_index(project)
+    dst_frame: np.ndarray | None = None  # the middle destination face's frame, reused for the model tiles
+    dst_meta = None
     for side, name in (("src", "source (Grace Hopper)"), ("dst", "destination (astronaut)")):
         faces = scan_faceset(project.aligned_dir(side)).faces
         if not faces:
             continue
-        record = faces[len(faces) // 2]
-        image, meta = load_aligned_face(record.path)
-        frame = None
+        image, meta = load_aligned_face(faces[len(faces) // 2].path)
         if side == "dst":
-            index = read_frame_index(project)
             entry = next((f for f in index.frames if f.index == meta.frame_index), None)
             if entry is not None:
-                frame = read_image(project.frames_dir / entry.file)
-        if frame is not None:
-            drawn = viz.draw_landmarks(frame, meta.source_landmarks)
-            drawn = viz.draw_crop_square(drawn, align.crop_corners(meta.face_matrix, meta.size))
-            add(drawn, f"{name}: landmarks + crop")
+                dst_frame, dst_meta = read_image(project.frames_dir / entry.file), meta
+                drawn = viz.draw_landmarks(dst_frame, meta.source_landmarks)
+                drawn = viz.draw_crop_square(drawn, align.crop_corners(meta.face_matrix, meta.size))
+                add(drawn, f"{name}: landmarks + crop")
         add(viz.draw_landmarks(image, meta.landmarks), f"{side}: aligned {meta.face_type}")
         add(viz.overlay_mask(image, hull_mask(image.shape[:2], meta.landmarks)), f"{side}: hull mask")
     preview = latest_preview(run_dir)
     if preview is not None:
         add(read_image(preview), "training preview (src, src>src, dst, dst>dst, src>dst)")
-    dst_faces = scan_faceset(project.aligned_dir("dst")).faces
-    index = read_frame_index(project)
-    if dst_faces:
-        meta = dst_faces[len(dst_faces) // 2].meta
-        entry = next(f for f in index.frames if f.index == meta.frame_index)
-        frame = read_image(project.frames_dir / entry.file)
-        face, _ = crop_for_model(frame, meta.source_landmarks, merge_settings)
+    if dst_frame is not None:
+        face, _ = crop_for_model(dst_frame, dst_meta.source_landmarks, merge_settings)
         swapped, swapped_mask, _ = predict(face)
         add(face, "model input (dst crop)")
         add(swapped, "model output (src decoder)")
-        mask = swapped_mask > 0.5
+        mask = (swapped_mask > 0.5).astype(np.float32)
         for name in ("none", "rct", "lct", "mkl", "sot", "hist_match"):
-            if name in TRANSFERS:
-                kwargs = {"seed": 0} if name in ("sot", "idt") else {}
-                add(TRANSFERS[name](swapped, face, mask.astype(np.float32), **kwargs), f"colour: {name}")
+            kwargs = {"seed": 0} if name == "sot" else {}
+            add(TRANSFERS[name](swapped, face, mask, **kwargs), f"colour: {name}")
     for entry in index.frames[:: max(1, len(index.frames) // 3)][:3]:
         merged = project.merged_dir / entry.file
         if merged.exists():
             add(read_image(merged), f"merged frame {entry.index} (synthetic)")
-    resized = [viz.label_image(_fit(t, size), label) for t, label in zip(tiles, labels)]
+    resized = [viz.label_image(viz.letterbox(viz.fit_long_side(t, size), (size, size)), label)
+               for t, label in zip(tiles, labels)]
     return viz.image_grid(resized, ncols=4)
-
-
-def _fit(image: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    resized = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    canvas = np.ones((size, size, 3), np.float32)
-    y, x = (size - resized.shape[0]) // 2, (size - resized.shape[1]) // 2
-    canvas[y:y + resized.shape[0], x:x + resized.shape[1]] = resized
-    return canvas
 
 
 def run_demo(options: DemoOptions = DemoOptions()) -> DemoResult:

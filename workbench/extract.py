@@ -2,8 +2,9 @@
 
 Order of work per frame (DFL's extractor, minus its manual mode): detect -> 68 landmarks ->
 pick the target face(s) -> (optional) temporal smoothing of the landmarks -> similarity alignment
--> warp (Lanczos) -> write the face with its metadata. Detection and landmarks, the slow part, run
-in a pool of worker processes (one engine each); alignment and writing happen in order in the parent.
+-> warp (Lanczos) -> write the face with its metadata. The parent decodes frames and smooths the
+landmark track in frame order; detection, alignment and writing run in a persistent pool of worker
+processes (one engine each), batch by batch.
 
 Resumable: each processed frame is journalled in ``<out>/.extract_journal.jsonl``; a re-run skips
 journalled frames, so an interrupted extraction continues where it stopped and faces the user
@@ -270,12 +271,16 @@ def _write_one(config: _StageConfig, job: _WriteJob) -> _WriteResult:
     return _WriteResult(written, rejected, tuple(distances))
 
 
-def _detect_task(image_u8: np.ndarray) -> tuple[list, str | None]:
-    config, engine = _WORKER
+def _detect_reporting(config: _StageConfig, engine: Any, image_u8: np.ndarray) -> tuple[list, str | None]:
+    """Detections plus an error message instead of an exception, so one bad frame never stops the run."""
     try:
         return _detect_one(config, engine, image_u8), None
     except WorkbenchError as exc:
         return [], exc.message
+
+
+def _detect_task(image_u8: np.ndarray) -> tuple[list, str | None]:
+    return _detect_reporting(*_WORKER, image_u8)
 
 
 def _write_task(job: _WriteJob) -> _WriteResult:
@@ -392,13 +397,15 @@ def extract_faces(
     frame_entries: list[FrameEntry] = []
     frame_shape = (0, 0)
     smoother = LandmarkFilter(options.smoothing)
+    from . import video
+
+    # Probed once: the progress bar's total now, the frame index's fps and audio at the end.
+    info = video.probe_video(media) if media.is_file() and video.is_video_path(media) else None
     total = None
     if media.is_dir():
         total = sum(1 for p in media.iterdir() if p.is_file() and not p.name.startswith("."))
-    elif options.every_nth == 1 and not is_image_path(media):
-        from . import video
-
-        total = video.probe_video(media).frame_count
+    elif info is not None and options.every_nth == 1:
+        total = info.frame_count
     bar = tqdm(total=total, unit="frame", desc="extract", disable=not progress, smoothing=0.1)
     pool = None
     if options.workers > 0:
@@ -431,7 +438,7 @@ def extract_faces(
                     skipped.append((frame.key, frame.error or "unreadable"))
                 else:
                     todo.append(frame)
-            detections = list(run_map(_detect_task, lambda im: _local_detect(config, engine, im),
+            detections = list(run_map(_detect_task, lambda im: _detect_reporting(config, engine, im),
                                       [f.image for f in todo]))
             jobs: list[_WriteJob] = []
             for frame, (faces, error) in zip(todo, detections):
@@ -466,9 +473,6 @@ def extract_faces(
             pool.join()
 
     if frames_dir is not None and frame_entries:
-        from . import video
-
-        info = video.probe_video(media) if video.is_video_path(media) else None
         index = FrameIndex(
             source=config.source_name,
             fps=float(info.fps) if info else 25.0,
@@ -490,13 +494,6 @@ def extract_faces(
         rejected=counts["rejected"],
         identity_distances=tuple(distances),
     )
-
-
-def _local_detect(config: _StageConfig, engine: Any, image_u8: np.ndarray) -> tuple[list, str | None]:
-    try:
-        return _detect_one(config, engine, image_u8), None
-    except WorkbenchError as exc:
-        return [], exc.message
 
 
 def _crop_too_large(mat: np.ndarray, options: ExtractOptions, box: tuple[float, float, float, float]) -> bool:

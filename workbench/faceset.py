@@ -21,7 +21,7 @@ from PIL import Image, PngImagePlugin
 
 from .errors import MetadataError
 from .fileutil import atomic_path, atomic_write_json
-from .images import decode_image_bytes, read_image, to_uint8
+from .images import decode_image_bytes, to_uint8
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "workbench"
@@ -190,11 +190,9 @@ def _meta_from_payload(payload: str | None, path: Path) -> FaceMeta:
     return FaceMeta.from_dict(data, path)
 
 
-def read_face_meta(path: str | Path) -> FaceMeta:
-    """Read only the metadata of an aligned face file (no pixel decoding)."""
-    path = Path(path)
+def _read_meta(source: str | Path | io.BytesIO, path: Path) -> FaceMeta:
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             return _meta_from_payload(_payload_from_image(img), path)
     except MetadataError:
         raise
@@ -202,11 +200,19 @@ def read_face_meta(path: str | Path) -> FaceMeta:
         raise MetadataError(f"cannot read aligned face ({exc})", path, "the file is corrupt or not an image") from exc
 
 
+def read_face_meta(path: str | Path) -> FaceMeta:
+    """Read only the metadata of an aligned face file (no pixel decoding)."""
+    return _read_meta(path, Path(path))
+
+
 def load_aligned_face(path: str | Path) -> tuple[np.ndarray, FaceMeta]:
-    """Read an aligned face image (RGB float32) and its metadata."""
+    """Read an aligned face image (RGB float32) and its metadata, from one read of the file."""
     path = Path(path)
-    meta = read_face_meta(path)
-    image = read_image(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MetadataError(f"cannot read aligned face ({exc})", path, "check the file exists and is readable") from exc
+    image, meta = decode_aligned_face(data, path)
     if image.shape[0] != meta.size or image.shape[1] != meta.size:
         # A user resized the file in an editor: scale the aligned-space geometry to match.
         factor = image.shape[0] / float(meta.size)
@@ -216,11 +222,10 @@ def load_aligned_face(path: str | Path) -> tuple[np.ndarray, FaceMeta]:
     return image, meta
 
 
-def decode_aligned_face(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, FaceMeta]:
-    """Decode aligned-face bytes (as produced by :func:`encode_aligned_face`)."""
-    with Image.open(io.BytesIO(data)) as img:
-        meta = _meta_from_payload(_payload_from_image(img), Path(name))
-    return decode_image_bytes(data, name), meta
+def decode_aligned_face(data: bytes, name: str | Path = "<bytes>") -> tuple[np.ndarray, FaceMeta]:
+    """Decode aligned-face bytes (as produced by :func:`encode_aligned_face`) to (image, metadata)."""
+    meta = _read_meta(io.BytesIO(data), Path(name))
+    return decode_image_bytes(data, str(name)), meta
 
 
 def list_face_files(folder: str | Path) -> list[Path]:

@@ -1159,6 +1159,15 @@ def adapt_to_predictor(config: MergeConfig, predict: Any) -> MergeConfig:
     return dataclasses.replace(config, default=config.default.replace(**facts), overrides=overrides)
 
 
+def landmarks_by_frame(records: Sequence[Any]) -> dict[int, list[np.ndarray]]:
+    """Frame index -> the frame-space landmarks of its aligned faces, in face order (faceset records)."""
+    grouped: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for rec in records:
+        grouped.setdefault(int(rec.meta.frame_index), []).append(
+            (int(rec.meta.face_index), np.asarray(rec.meta.source_landmarks, np.float32)))
+    return {k: [lm for _, lm in sorted(v, key=lambda t: t[0])] for k, v in grouped.items()}
+
+
 def _frame_faces(project: Any) -> tuple[dict[int, list[np.ndarray]], int]:
     from .faceset import scan_faceset
 
@@ -1167,11 +1176,7 @@ def _frame_faces(project: Any) -> tuple[dict[int, list[np.ndarray]], int]:
         raise MergeError("no aligned destination faces", folder,
                          f"run `workbench extract {project.root} --side dst` first")
     scan = scan_faceset(folder)
-    grouped: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for rec in scan.faces:
-        grouped.setdefault(int(rec.meta.frame_index), []).append(
-            (int(rec.meta.face_index), np.asarray(rec.meta.source_landmarks, np.float32)))
-    faces = {k: [lm for _, lm in sorted(v, key=lambda t: t[0])] for k, v in grouped.items()}
+    faces = landmarks_by_frame(scan.faces)
     if not faces:
         raise MergeError("the aligned destination faceset is empty", folder,
                          "extract destination faces first (or restore them from aligned/dst_trash)")

@@ -341,3 +341,38 @@ def loss_plot(
     if out.shape[:2] != (height, width):  # dpi rounding can be off by a pixel
         out = cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
     return out
+
+
+def fit_long_side(image: np.ndarray, size: int | None) -> np.ndarray:
+    """Float32 [0, 1] copy resized so its longer side is ``size`` px (area when shrinking, cubic when enlarging).
+
+    ``size=None`` only converts (uint8 -> float, clipped to [0, 1]).
+    """
+    img = np.asarray(image)
+    if img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    img = np.clip(img.astype(np.float32), 0.0, 1.0)
+    if size is None:
+        return img
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    if abs(scale - 1.0) < 1e-6:
+        return img
+    dsize = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(img, dsize, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC).clip(0, 1)
+
+
+def letterbox(image: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """Centre an image on a white (box_h, box_w) canvas, keeping its aspect ratio (shrunk first if too big)."""
+    h, w = image.shape[:2]
+    if (h, w) == tuple(box):
+        return image
+    if h > box[0] or w > box[1]:
+        image = fit_long_side(image, None)
+        scale = min(box[0] / h, box[1] / w)
+        image = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+    canvas = np.ones((*box, image.shape[2]), np.float32)
+    y, x = (box[0] - h) // 2, (box[1] - w) // 2
+    canvas[y:y + h, x:x + w] = image
+    return canvas

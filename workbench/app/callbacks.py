@@ -202,7 +202,7 @@ class AppContext:
     # -- frames and faces ------------------------------------------------------------------------------
     def frame_faces(self, project: Project) -> FrameFaces:
         from ..faceset import scan_faceset
-        from ..merge import motion_vectors
+        from ..merge import landmarks_by_frame, motion_vectors
 
         index_path = project.frames_dir / "frames.json"
         folder = project.aligned_dir("dst")
@@ -213,11 +213,7 @@ class AppContext:
             return cached
         index = read_frame_index(project)
         entries = tuple(sorted(index.frames, key=lambda e: e.index))
-        grouped: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for rec in scan_faceset(folder).faces:
-            grouped.setdefault(int(rec.meta.frame_index), []).append(
-                (int(rec.meta.face_index), np.asarray(rec.meta.source_landmarks, np.float32)))
-        landmarks = {k: [lm for _, lm in sorted(v, key=lambda t: t[0])] for k, v in grouped.items()}
+        landmarks = landmarks_by_frame(scan_faceset(folder).faces)
         motions = dict(zip([e.index for e in entries], motion_vectors([landmarks.get(e.index, []) for e in entries])))
         result = FrameFaces(entries, landmarks, motions)
         with self._lock:
