@@ -95,7 +95,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     image = np.asarray(image, dtype=np.float32)
-    if image.ndim <= 2 or image.shape[-1] <= 4:
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[-1] <= 4):
         # OpenCV rounds and saturates in C, ~20x faster than numpy on a video frame; convertScaleAbs takes
         # the absolute value, so negatives are clamped to 0 first.
         return cv2.convertScaleAbs(cv2.max(image, 0.0), alpha=255.0)

@@ -93,10 +93,8 @@ def find_run(models_dir: Path, name: str | None) -> Path:
 
 def load_predictor(run_dir: Path, device: str) -> Any:
     """The run's latest checkpoint as a merge Predictor (``workbench.train.load_predictor``)."""
-    try:
-        from ..train import load_predictor as loader  # type: ignore[attr-defined]
-    except ImportError:
-        from ..train.latent import load_predictor as loader
+    from ..train import load_predictor as loader
+
     return loader(run_dir, device=device)
 
 
