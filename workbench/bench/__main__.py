@@ -7,6 +7,8 @@ import pkgutil
 import sys
 from pathlib import Path
 
+from ..errors import WorkbenchError
+
 
 def main(argv: list[str]) -> int:
     available = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_"))
@@ -14,7 +16,11 @@ def main(argv: list[str]) -> int:
         print(f"usage: python -m workbench.bench {{{','.join(available)}}} [options]")
         return 1
     module = importlib.import_module(f"workbench.bench.{argv[0]}")
-    return int(module.main(argv[1:]) or 0)
+    try:
+        return int(module.main(argv[1:]) or 0)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

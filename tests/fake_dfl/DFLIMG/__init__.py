@@ -1,0 +1,1 @@
+from .DFLJPG import DFLJPG  # noqa: F401

@@ -1,0 +1,1 @@
+from .interact import interact  # noqa: F401

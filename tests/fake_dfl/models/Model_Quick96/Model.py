@@ -1,0 +1,5 @@
+from ..ModelBase import ModelBase
+
+
+class Model(ModelBase):
+    OPTIONS = {}

@@ -1,0 +1,1 @@
+from .Model import Model  # noqa: F401

@@ -1,0 +1,103 @@
+"""The training benchmark's side-by-side harness, checked against a stand-in DeepFaceLab (tests/fake_dfl)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.bench import train as bench_train
+from workbench.errors import WorkbenchError
+from workbench.machine import SPEED_FLAGS, describe_machine, machine_line
+from workbench.train import preset
+
+FAKE_DFL = Path(__file__).parent / "fake_dfl"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_machine_names_cpu_flags_and_bf16():
+    m = describe_machine()
+    assert m.cores >= 1 and m.cpu_model
+    assert set(m.flags) <= set(SPEED_FLAGS)
+    assert m.native_bf16 == ("avx512_bf16" in m.flags or "amx_bf16" in m.flags)
+    line = machine_line(m)
+    assert m.cpu_model in line and f"{m.cores} cores" in line and "load average" in line
+    assert ("bf16 native" in line) == m.native_bf16
+
+
+def test_reference_configs_match_deepfacelab():
+    quick = preset(bench_train.CONFIGS[0].preset, **bench_train.CONFIGS[0].options)
+    # DFL's Quick96: df-ud 96, 128/64/64/16, batch 4, RMSprop 2e-4 with lr_dropout 0.3
+    assert (quick.archi, quick.resolution, quick.ae_dims, quick.e_dims, quick.d_dims, quick.d_mask_dims) == (
+        "df-ud", 96, 128, 64, 64, 16)
+    assert (quick.batch_size, quick.optimizer, quick.lr, quick.lr_dropout) == (4, "rmsprop", 2e-4, 0.3)
+    assert bench_train.CONFIGS[0].dfl_model == "Quick96"
+    for config in bench_train.CONFIGS[1:]:
+        ours = preset(config.preset, **config.options)
+        theirs = config.dfl_options
+        assert config.dfl_model == "SAEHD"
+        for name in ("archi", "resolution", "ae_dims", "e_dims", "d_dims", "d_mask_dims", "batch_size"):
+            assert getattr(ours, name) == theirs[name], name
+        assert ours.optimizer == "adabelief" and theirs["adabelief"] is True
+        assert ours.lr_dropout == 1.0 and theirs["lr_dropout"] == "n"
+        assert ours.masked_training and theirs["masked_training"]
+        assert not ours.eyes_mouth_prio and not theirs["eyes_mouth_prio"]
+
+
+def test_not_a_dfl_checkout_is_refused(tmp_path, capsys):
+    from workbench.bench.__main__ import main
+
+    assert main(["train", "--smoke", "--dfl", str(tmp_path), "--dfl-python", sys.executable]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(tmp_path) in err and "main.py" in err
+    with pytest.raises(WorkbenchError, match="--dfl-python"):
+        bench_train.main(["--smoke", "--dfl", str(FAKE_DFL)])
+
+
+def _row(dfl: list[dict]) -> dict:
+    return {"name": "cfg", "device": "cpu", "precision": "fp32", "threads": 2, "s_per_it": 0.5, "s_per_it_min": 0.4,
+            "s_per_it_max": 0.6, "cpu_s_per_it": 0.9, "peak_mb": 100.0, "gflops": 10.0, "data_share": 0.1,
+            "it_per_s": 2.0, "steps": 8, "dfl": dfl}
+
+
+def test_table_without_dfl_has_no_ratio(capsys):
+    bench_train.print_table([_row([])], "machine: test")
+    out = capsys.readouterr().out
+    assert "ours/DFL" not in out and "DFL s/it" not in out and "--dfl PATH" in out
+    bench_train.print_table([_row([{"onednn": "0", "s_per_it": 2.0, "cpu_s_per_it": 3.0, "ratio": 0.25}])], "m")
+    out = capsys.readouterr().out
+    assert "ours/DFL" in out and " 0.25 ok" in out
+
+
+@pytest.mark.slow
+def test_side_by_side_against_standin_dfl(tmp_path):
+    report = tmp_path / "report"
+    env = dict(os.environ, FAKE_DFL_REPORT=str(report), PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.bench", "train", "--smoke", "--dfl", str(FAKE_DFL), "--dfl-python",
+         sys.executable, "--steps", "2", "--rounds", "2", "--warmup", "1", "--threads", "1", "--precision", "fp32",
+         "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["steps"] == 4 and row["s_per_it_min"] <= row["s_per_it"] <= row["s_per_it_max"]
+    assert [d["onednn"] for d in row["dfl"]] == ["0", "1"]
+    for d in row["dfl"]:
+        assert d["s_per_it"] > 0 and d["ratio"] == pytest.approx(row["s_per_it"] / d["s_per_it"])
+        assert d["batch_size"] == bench_train.SMOKE.dfl_options["batch_size"]
+    for setting in ("0", "1"):
+        seen = json.loads(Path(f"{report}.{setting}.json").read_text())
+        assert seen["onednn"] == setting and seen["cpu_only"] is True
+        assert seen["iters"] == 1 + 2 * 2  # warm-up + rounds x steps, every one a train_one_iter() call
+        for name, value in seen["options"].items():
+            assert value == bench_train.SMOKE.dfl_options[name], name
+        assert len(seen["src_faces"]) == 16 and len(seen["src_meta"]) == 16
+        meta = seen["src_meta"][0]
+        assert meta["face_type"] == "full_face" and np.asarray(meta["landmarks"]).shape == (68, 2)
+        assert meta["source_rect"] == [0, 0, 32, 32]
