@@ -8,7 +8,8 @@ trainer does, answering DFL's interactive option prompts from a JSON file instea
 Steps:
 1. wrap the harness's synthetic aligned faces (JPEG + 68 landmarks) into a DFL faceset with DFL's own writer,
    ``DFLIMG.DFLJPG`` (face type, landmarks, source file/rect/landmarks, image-to-face matrix);
-2. build the model (``models.import_model(CLASS)``) on the CPU with the requested options; DFL asks for every
+2. let OpenCV take numpy scalars where DFL passes them (see :data:`OPENCV_CALLS_TAKING_POINTS`);
+   build the model (``models.import_model(CLASS)``) on the CPU with the requested options; DFL asks for every
    option through ``core.interact``; those calls are answered with the option's value;
 3. speak the harness's line protocol on stdout (lines prefixed ``WBPROTO``; DFL's own log lines are ignored):
    ``ready`` once built, then for every ``{"steps": k}`` read from stdin run k ``train_one_iter()`` calls and
@@ -59,6 +60,41 @@ def build_faceset(faces_dir: Path, out_dir: Path, face_type: str) -> int:
     return len(images)
 
 
+# OpenCV >= 4.5 refuses numpy scalars where it wants a point or size (DFL was written for OpenCV 4.1: e.g.
+# ``cv2.getRotationMatrix2D((w // 2, w // 2), ...)`` with numpy ints raises "Can't parse 'center'"). Python 3.11
+# has no wheel of an OpenCV that old, so the calls DFL's training path makes get their numbers converted.
+OPENCV_CALLS_TAKING_POINTS = ("getRotationMatrix2D", "warpAffine", "resize", "remap", "GaussianBlur", "blur",
+                              "circle", "line", "rectangle", "ellipse", "getAffineTransform", "erode", "dilate")
+
+
+def _python_numbers(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return tuple(_python_numbers(v) for v in value)
+    return value
+
+
+def accept_numpy_scalars_in_opencv() -> None:
+    import functools
+
+    import cv2
+
+    for name in OPENCV_CALLS_TAKING_POINTS:
+        original = getattr(cv2, name, None)
+        if original is None:
+            continue
+
+        @functools.wraps(original)
+        def call(*args, _original=original, **kwargs):
+            return _original(*(_python_numbers(a) for a in args),
+                             **{k: _python_numbers(v) for k, v in kwargs.items()})
+
+        setattr(cv2, name, call)
+
+
 def answer_prompts_from(options: dict) -> None:
     """Make DFL's option prompts return the requested values (or DFL's default) without a keyboard."""
     from core.interact import interact as io
@@ -107,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                       "head": "head"}[face_type]
     count_src = build_faceset(Path(args.faces), workdir / "data_src" / "aligned", face_type_name)
     count_dst = build_faceset(Path(args.faces), workdir / "data_dst" / "aligned", face_type_name)
+    accept_numpy_scalars_in_opencv()
     answer_prompts_from(options)
 
     from models import import_model
