@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import TrainingError
+from ..machine import describe_machine
 from .checkpoint import load_checkpoint
 
 
@@ -123,14 +124,6 @@ def load_predictor(run_dir: str | Path, device: str | torch.device = "cpu", prec
     return Predictor(model, config, precision)
 
 
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def _inference_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype for inference, or None for plain fp32."""
     if precision not in ("auto", "fp32", "bf16"):
@@ -141,7 +134,7 @@ def _inference_dtype(device: torch.device, precision: str) -> torch.dtype | None
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and _cpu_has_native_bf16() else None
+    return torch.bfloat16 if device.type == "cpu" and describe_machine(cuda=False).native_bf16 else None
 
 
 @torch.inference_mode()
