@@ -172,15 +172,18 @@ def _train_prepare(job: Job, project: Path, args: argparse.Namespace) -> tuple[l
                        hint="the run folder stays the interface: `workbench train-cmd PROJECT pause|resume|stop`")
     meta = dict(job.meta)
     run_dir = project / "models" / _train_run(args)
-    step_now = int(_read_json(run_dir / "status.json").get("step") or 0)
-    meta.setdefault("base_step", step_now)
+    status = _read_json(run_dir / "status.json")
+    has_checkpoint = (run_dir / "checkpoints" / "latest.pt").exists()
+    meta.setdefault("base_step", int(status.get("step") or 0))
     argv = list(job.argv)
     if job.attempts > 0:  # a relaunch: continue the checkpoint the last attempt saved
-        if "--resume" not in argv and (run_dir / "checkpoints" / "latest.pt").exists():
+        if "--resume" not in argv and has_checkpoint:
             argv.append("--resume")
         steps = _option_value(argv, "--steps")
         if steps is not None:
-            remaining = max(0, int(steps) - (step_now - int(meta["base_step"])))
+            # the trainer restarts from its last checkpoint, not from the last step it reported
+            resume_step = int(status.get("last_save_step") or 0) if has_checkpoint else 0
+            remaining = max(0, int(steps) - (resume_step - int(meta["base_step"])))
             argv = _without_option(argv, "--steps") + ["--steps", str(remaining)]
     return argv, meta
 
