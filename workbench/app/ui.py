@@ -21,7 +21,10 @@ import gradio as gr  # noqa: E402
 
 from ..project import Project  # noqa: E402
 from . import callbacks as cb  # noqa: E402
-from . import texts  # noqa: E402
+from . import (
+    jobs_tab,  # noqa: E402
+    texts,  # noqa: E402
+)
 
 DEFAULT_MAX_UPLOAD_MB = 500
 POLL_SECONDS = 1.0
@@ -217,7 +220,9 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         ex_threshold = gr.Slider(0.3, 0.9, value=0.6, step=0.05, label="identity threshold",
                                                  info="lower = stricter (dlib's usual 0.6)")
                         ref_upload = gr.File(label="upload a reference photo", file_types=["image"])
-                extract_btn = gr.Button("Extract faces", variant="primary", elem_id="extract-btn")
+                with gr.Row():
+                    extract_btn = gr.Button("Extract faces", variant="primary", elem_id="extract-btn", scale=3)
+                    extract_job_btn = gr.Button("Run as a job", elem_id="extract-job-btn", scale=1)
                 extract_status = gr.Markdown(elem_id="extract-status")
 
                 gr.Markdown(texts.CURATE, elem_classes=["learn"])
@@ -283,6 +288,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     add_options(tuple(n for n in kinds if n not in MAIN_OPTIONS + AUGMENT_OPTIONS))
                 with gr.Row():
                     start_btn = gr.Button("Start / resume training", variant="primary", elem_id="start-btn")
+                    train_job_btn = gr.Button("Run as a job", elem_id="train-job-btn")
                     pause_btn = gr.Button("Pause", elem_id="pause-btn")
                     resume_btn = gr.Button("Resume", elem_id="resume-btn")
                     save_btn = gr.Button("Save now")
@@ -379,6 +385,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         provenance = gr.JSON(label="provenance metadata (read back from the file)",
                                              elem_id="provenance")
 
+            jobs_tab.build_tab(_wire, root_state)
+
         timer = gr.Timer(poll_seconds)
 
         # ------------------------------------------------------------------------------------ wiring
@@ -424,6 +432,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         _wire(extract_btn.click, cb.run_extraction, extract_inputs,
               {"status": extract_status, **gallery_out, **overview_out}, progress=True, concurrency_id="heavy",
               show_progress_on=[extract_status])
+        jobs_tab.wire_run_as_job(_wire, extract_job_btn, jobs_tab.extract_as_job, extract_inputs, extract_status)
         view_inputs = {**R, "side": g_side, "order": g_order, "show_landmarks": g_landmarks, "show_mask": g_mask,
                        "page": g_page}
         _wire([g_side.input, g_order.input, g_landmarks.input, g_mask.input, g_page.submit, extract_tab.select],
@@ -453,6 +462,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                                                              **opt_out})
         _wire(start_btn.click, cb.start_training, {**R, "run": run, **option_inputs, "max_steps": max_steps},
               {"status": train_status, "run": run, "train_seen": train_seen})
+        jobs_tab.wire_run_as_job(_wire, train_job_btn, jobs_tab.train_as_job,
+                                 {**R, "run": run, **option_inputs, "max_steps": max_steps}, train_status)
         for btn, command in ((pause_btn, "pause"), (resume_btn, "resume"), (save_btn, "save"),
                              (preview_btn, "preview"), (stop_btn, "stop")):
             _wire(btn.click, partial(cb.control_training, command=command), {**R, "run": run},
