@@ -285,6 +285,11 @@ def test_sigkill_of_the_server_loses_nothing(tmp_path, monkeypatch, capsys):
         thread = threading.Thread(target=restarted.run, daemon=True)
         thread.start()
         _wait(lambda: store.get(3).state == "running" and step(p1, "c") >= 2, 150, "job c to train")
+        # a training job is an ordinary trainer: its run folder takes pause/resume/stop as usual
+        assert cli_main(["train-cmd", str(p1), "pause", "--run", "c", "--wait", "60"]) == 0
+        _wait(lambda: "(paused)" in job_progress(store.get(3))[1], 60, "job c to pause")
+        assert store.get(3).state == "running"
+        capsys.readouterr()
         assert cli_main(["jobs", "cancel", "3"]) == 0
         assert "SIGTERM" in capsys.readouterr().out
         thread.join(150)
