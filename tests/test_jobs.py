@@ -205,6 +205,41 @@ def test_training_relaunch_resumes_to_the_same_target(tmp_path):
     assert fraction == pytest.approx(133 / 150) and "step 133/150" in text
 
 
+def test_adoption_by_lock_pid_reuse_and_requeue(tmp_path):
+    """A job process found through its lock (its pid never recorded) is adopted; a recorded pid whose start time
+    differs (a reused pid) is not the job; a job whose process is gone without an exit code is re-queued."""
+    from workbench.jobs.procs import lock_holder, process_start_time
+    from workbench.jobs.server import exit_path
+
+    project = _project(tmp_path / "p")
+    store = JobStore(tmp_path / "home" / "jobs.sqlite")
+    job = add_job(store, project, "sort", [], device="cpu")
+    store.logs_dir.mkdir(parents=True)
+    lock = f"{exit_path(store, job.id)}.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from workbench.jobs.procs import hold_lock; "
+                               "hold_lock(sys.argv[1]); print('locked', flush=True); time.sleep(60)", lock],
+                              env=_env(tmp_path), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert lock_holder(lock) == holder.pid
+        # the server died after marking the job running but before recording its pid
+        store.update(job.id, state="running", attempts=1, pid=None, started=time.time())
+        server = JobServer(store, ServeOptions(max_parallel=0), log=open(os.devnull, "w"))
+        server.tick()
+        adopted = store.get(job.id)
+        assert adopted.state == "running" and adopted.pid == holder.pid
+        assert adopted.pid_start == process_start_time(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_holder(lock) is None  # the kernel released it
+    # our own pid with a wrong start time is a reused pid, not the job (and never signalled: it is this test)
+    store.update(job.id, pid=os.getpid(), pid_start=process_start_time(os.getpid()) + 1)
+    server.tick()
+    requeued = store.get(job.id)
+    assert requeued.state == "queued" and "re-queued" in requeued.reason and requeued.attempts == 1
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # real jobs
 

@@ -66,3 +66,42 @@ def group_alive(pid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def hold_lock(path: str | Path) -> int | None:
+    """Take an exclusive OS lock on ``path`` for this process's lifetime and write our pid into it.
+
+    The kernel drops the lock when the process dies, however it dies, so :func:`lock_holder` tells whether
+    a job's process still runs even when the server never learnt its pid (killed between start and record).
+    The descriptor is not inherited by child processes (PEP 446). Returns the descriptor, None without flock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def lock_holder(path: str | Path) -> int | None:
+    """The pid written by the live process that holds ``path``'s lock, or None when nobody holds it."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else 0
+        return None
+    finally:
+        os.close(fd)  # also drops the shared lock taken to test it

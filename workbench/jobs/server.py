@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .procs import group_alive, process_start_time, same_process_alive, signal_group
+from .procs import group_alive, lock_holder, process_start_time, same_process_alive, signal_group
 from .stages import STAGES, cli_argv, command_line, parse_stage
 from .store import FINAL_STATES, Job, JobError, JobStore
 
@@ -164,6 +164,24 @@ def exit_path(store: JobStore, job_id: int) -> Path:
     return store.logs_dir / f"job-{int(job_id)}.exit"
 
 
+def job_alive(store: JobStore, job: Job) -> bool:
+    """The job's process runs: it holds the job's lock, or its pid is alive with the recorded start time."""
+    return lock_holder(f"{exit_path(store, job.id)}.lock") is not None or same_process_alive(job.pid, job.pid_start)
+
+
+def owns_group(job: Job) -> bool:
+    """Whether the process group with the job's pid as id is the job's and has members to signal.
+
+    Either the job's process itself runs (same pid and start time), or it has ended and workers of its group
+    remain: Linux never hands out a pid that is still a group's id, so such a group is the job's. A live
+    process with the job's pid but another start time is a reused pid: never signalled.
+    """
+    if not job.pid:
+        return False
+    return same_process_alive(job.pid, job.pid_start) or (process_start_time(job.pid) is None
+                                                          and group_alive(job.pid))
+
+
 def read_exit(store: JobStore, job: Job) -> int | None:
     """The exit code the job's child wrote for its current attempt, or None."""
     try:
@@ -221,7 +239,7 @@ class JobServer:
         """Serve until interrupted (or idle with ``exit_when_idle``). Running jobs outlive the server."""
         self.acquire()
         try:
-            adopted = [j for j in self.store.list(["running"]) if same_process_alive(j.pid, j.pid_start)]
+            adopted = [j for j in self.store.list(["running"]) if job_alive(self.store, j)]
             for job in adopted:
                 self.say(f"adopted job #{job.id} (pid {job.pid}, still running)")
             self.say(f"serving {self.store.path}: up to {self.options.max_parallel} job(s) at once, "
@@ -288,6 +306,12 @@ class JobServer:
         env["PYTHONUNBUFFERED"] = "1"
         env.update(job_environment(device, threads, self.gpus))
         command = command_line(job.stage, project, argv)
+        # Recorded before the process exists: a server killed between the two steps leaves a "running" job whose
+        # process (if it started) holds the job's lock, so the next server adopts it instead of starting it twice.
+        if not self.store.update(job.id, expect_state="queued", state="running", started=time.time(), ended=None,
+                                 pid=None, pid_start=None, assigned_device=device, threads=threads, command=command,
+                                 log_path=str(log_path), exit_code=None, attempts=attempt, meta=meta, reason=None):
+            return  # cancelled meanwhile
         child = [sys.executable, "-m", "workbench.jobs.child", str(job.id), str(attempt),
                  str(exit_path(self.store, job.id)), "--", *cli_argv(job.stage, project, argv)]
         with open(log_path, "ab") as log:
@@ -299,24 +323,24 @@ class JobServer:
                 kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
             else:
                 kwargs["start_new_session"] = True  # its own process group: cancel stops the stage's workers too
-            process = subprocess.Popen(child, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       env=env, cwd=str(project), close_fds=True, **kwargs)
+            try:
+                process = subprocess.Popen(child, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                           env=env, cwd=str(project), close_fds=True, **kwargs)
+            except OSError as exc:
+                self._set_final(self.store.get(job.id), "failed", f"cannot start its process: {exc}")
+                return
         self.children[job.id] = process
-        start_time = process_start_time(process.pid)
-        self.store.update(job.id, expect_state="queued", state="running", started=time.time(), ended=None,
-                          pid=process.pid, pid_start=start_time, assigned_device=device, threads=threads,
-                          command=command, log_path=str(log_path), exit_code=None, attempts=attempt, meta=meta,
-                          reason=None)
+        self.store.update(job.id, pid=process.pid, pid_start=process_start_time(process.pid))
         self.say(f"started job #{job.id} (pid {process.pid}, {device}): {command}")
 
     # -- watching ----------------------------------------------------------------------------------------
     def _check_running(self, job: Job) -> None:
         now = time.time()
-        if job.cancel_requested is not None and job.pid:
+        if job.cancel_requested is not None and job.pid and owns_group(job):
             if not job.meta.get("term_sent"):
                 signal_group(job.pid, signal.SIGTERM)
                 self.store.update(job.id, meta={**job.meta, "term_sent": now})
-            elif now - float(job.meta["term_sent"]) > self.options.grace_seconds and group_alive(job.pid):
+            elif now - float(job.meta["term_sent"]) > self.options.grace_seconds:
                 signal_group(job.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
         child = self.children.get(job.id)
         if child is not None:
@@ -327,15 +351,21 @@ class JobServer:
             code = read_exit(self.store, job)
             self._finish(job, code if code is not None else rc, died=code is None)
             return
-        if same_process_alive(job.pid, job.pid_start):
+        if job_alive(self.store, job):
+            if not job.pid:  # started by a server killed before it recorded the pid: the lock file names it
+                pid = lock_holder(f"{exit_path(self.store, job.id)}.lock")
+                if pid:
+                    self.store.update(job.id, pid=pid, pid_start=process_start_time(pid))
             return  # adopted: a job started by an earlier server, still working
         code = read_exit(self.store, job)
         if code is not None:
             self._finish(job, code, died=False)
             return
         # Its process is gone without an exit record: killed together with a previous server, or the machine
-        # rebooted. Stray workers of its group are stopped before the stage runs again.
-        if job.pid and group_alive(job.pid):
+        # rebooted. Stray workers of its group are stopped before the stage runs again. Linux never hands out a
+        # pid that is still a process group's id, so a group with the job's id is the job's own group unless a
+        # live process now carries that pid (reused after the group emptied): then nothing is signalled.
+        if job.pid and owns_group(job):
             signal_group(job.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
         if job.cancel_requested is not None:
             self._set_final(job, "cancelled", "cancelled while running")
