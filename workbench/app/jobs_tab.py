@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import WorkbenchError
 from ..jobs import JobStore, add_job, allowed_stages, cancel_job, job_progress, spawn_server
 from ..jobs.server import describe, server_running, visible_gpus
-from .callbacks import guarded
+from .common import guarded
 
 COLUMNS = ["id", "project", "stage", "state", "device", "progress", "started", "ended", "command"]
 LOG_LINES = 200
