@@ -205,6 +205,24 @@ def test_training_relaunch_resumes_to_the_same_target(tmp_path):
     assert fraction == pytest.approx(133 / 150) and "step 133/150" in text
 
 
+def test_one_server_per_queue(tmp_path):
+    from workbench.jobs import server_running
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    first, second = JobServer(store), JobServer(store)
+    assert not server_running(store)
+    first.acquire()
+    try:
+        assert server_running(store)
+        with pytest.raises(JobError, match="already running on this queue"):
+            second.acquire()
+    finally:
+        first.release()
+    assert not server_running(store)
+    second.acquire()
+    second.release()
+
+
 def test_adoption_by_lock_pid_reuse_and_requeue(tmp_path):
     """A job process found through its lock (its pid never recorded) is adopted; a recorded pid whose start time
     differs (a reused pid) is not the job; a job whose process is gone without an exit code is re-queued."""

@@ -68,19 +68,24 @@ def group_alive(pid: int) -> bool:
     return True
 
 
-def hold_lock(path: str | Path) -> int | None:
+def hold_lock(path: str | Path, blocking: bool = True) -> int | None:
     """Take an exclusive OS lock on ``path`` for this process's lifetime and write our pid into it.
 
     The kernel drops the lock when the process dies, however it dies, so :func:`lock_holder` tells whether
-    a job's process still runs even when the server never learnt its pid (killed between start and record).
-    The descriptor is not inherited by child processes (PEP 446). Returns the descriptor, None without flock.
+    a job's process (or the server) still runs even when nobody learnt its pid. The descriptor is not inherited
+    by child processes (PEP 446). Returns the descriptor (None without flock); ``blocking=False`` raises
+    ``OSError`` when another process holds the lock.
     """
     try:
         import fcntl
     except ImportError:
         return None
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        raise
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd

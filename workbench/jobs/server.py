@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .procs import group_alive, lock_holder, process_start_time, same_process_alive, signal_group
+from .procs import group_alive, hold_lock, lock_holder, process_start_time, same_process_alive, signal_group
 from .stages import STAGES, cli_argv, command_line, parse_stage
 from .store import FINAL_STATES, Job, JobError, JobStore
 
@@ -143,21 +143,7 @@ def job_environment(device: str, threads: int, gpus: Sequence[str]) -> dict[str,
 # -- the server -----------------------------------------------------------------------------------------------
 def server_running(store: JobStore) -> bool:
     """True when a server holds the queue's lock."""
-    try:
-        import fcntl
-    except ImportError:
-        return False
-    path = store.path.parent / LOCK_NAME
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops a lock we may have taken
-    return False
+    return lock_holder(store.path.parent / LOCK_NAME) is not None
 
 
 def exit_path(store: JobStore, job_id: int) -> Path:
@@ -208,20 +194,16 @@ class JobServer:
     # -- lock --------------------------------------------------------------------------------------------
     def acquire(self) -> None:
         path = self.store.path.parent / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:
-            pass
-        except OSError as exc:
-            os.close(fd)
-            raise JobError("another `workbench jobs serve` is already running on this queue", path,
-                           "one server runs the whole queue; stop it first or use another $WORKBENCH_HOME") from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        for attempt in range(5):  # a reader testing the lock (server_running) holds it for a few microseconds
+            try:
+                self._lock_fd = hold_lock(path, blocking=False)
+                return
+            except OSError as exc:
+                if attempt == 4:
+                    raise JobError("another `workbench jobs serve` is already running on this queue", path,
+                                   "one server runs the whole queue; stop it first or use another $WORKBENCH_HOME"
+                                   ) from exc
+                time.sleep(0.05)
 
     def release(self) -> None:
         if self._lock_fd is not None:
