@@ -258,6 +258,39 @@ def test_adoption_by_lock_pid_reuse_and_requeue(tmp_path):
     assert requeued.state == "queued" and "re-queued" in requeued.reason and requeued.attempts == 1
 
 
+def test_jobs_tab_callbacks(tmp_path):
+    """The Jobs tab's functions without a browser: the Train form becomes valid CLI flags, rows, cancel, log."""
+    from workbench.app import jobs_tab
+    from workbench.train.options import PRESETS
+
+    project = _project(tmp_path / "p")
+    store = JobStore(tmp_path / "home" / "jobs.sqlite")
+    form = PRESETS["tiny"].to_dict()  # what the Train tab's option components hold
+    out = jobs_tab.train_as_job(str(project), "r1", form, max_steps=40, store=store, start_server=False)
+    assert "Queued job **#1**" in out["status"]
+    job = store.get(1)
+    assert job.argv[:4] == ("--run", "r1", "--steps", "40") and "--resume" not in job.argv
+    flags = dict(zip(job.argv[4::2], job.argv[5::2]))
+    assert flags["--resolution"] == str(form["resolution"]) and flags["--random-warp"] in ("y", "n")
+    assert "--status-every-seconds" not in flags  # not a CLI flag
+    (project / "models" / "r1" / "checkpoints").mkdir(parents=True)
+    (project / "models" / "r1" / "checkpoints" / "latest.pt").write_bytes(b"x")
+    jobs_tab.train_as_job(str(project), "r1", form, store=store, start_server=False)
+    assert "--resume" in store.get(2).argv
+    jobs_tab.extract_as_job(str(project), side="dst", every_nth=2, workers=1, store=store, start_server=False)
+    assert store.get(3).argv[:2] == ("--side", "dst") and "--smoothing" in store.get(3).argv
+    bad = jobs_tab.submit_job(str(project), "sort", "--by nope", "cpu", 0, "", store=store)
+    assert "invalid choice: 'nope'" in bad["status"]
+    assert "no project is open" in jobs_tab.submit_job("", "sort", "", "cpu", 0, "", store=store)["status"]
+    rows = jobs_tab.jobs_rows(store)
+    assert [r[0] for r in rows] == [3, 2, 1] and rows[0][1:4] == ["p", "extract", "queued"]
+    assert jobs_tab.COLUMNS[0] == "id" and len(rows[0]) == len(jobs_tab.COLUMNS)
+    assert "cancelled" in jobs_tab.cancel(1, store=store)["status"]
+    assert store.get(1).state == "cancelled"
+    assert "(no output yet)" in jobs_tab.show_log(2, store=store)["log"]
+    assert jobs_tab.select_row(rows, [1], store=store)["job_id"] == 2
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # real jobs
 

@@ -65,10 +65,10 @@ def refresh(store: JobStore | None = None) -> dict[str, Any]:
 
 
 def _submit(store: JobStore, project: str, stage: str, argv: list[str], device: str = "auto", priority: int = 0,
-            after: list[int] | None = None, max_parallel: int = 1) -> dict[str, Any]:
+            after: list[int] | None = None, max_parallel: int = 1, start_server: bool = True) -> dict[str, Any]:
     job = add_job(store, project, stage, argv, device=device or "auto", priority=int(priority or 0),
                   after=after or [])
-    started = spawn_server(store, max_parallel=max_parallel) is not None
+    started = start_server and spawn_server(store, max_parallel=max_parallel) is not None
     note = " A job server was started for it." if started else ""
     return {"status": f"Queued job **#{job.id}**: `{describe(job)}`.{note} Follow it in the Jobs tab; closing "
                       f"the page does not stop it.", **refresh(store)}
@@ -127,7 +127,7 @@ def select_row(table: Any, index: Any, store: JobStore | None = None) -> dict[st
 def extract_as_job(root: str, side: str = "both", engine: str = "dlib", face_type: str = "whole_face",
                    face_size: int = 256, target: str = "largest", reference: str | None = None,
                    reference_threshold: float = 0.6, every_nth: int = 1, smoothing: float = 0.5, workers: int = 2,
-                   store: JobStore | None = None) -> dict[str, Any]:
+                   store: JobStore | None = None, start_server: bool = True) -> dict[str, Any]:
     """The Extract tab's settings as a queued ``workbench extract`` job."""
     from ..align import normalize_face_type
 
@@ -140,7 +140,7 @@ def extract_as_job(root: str, side: str = "both", engine: str = "dlib", face_typ
         argv += ["--smoothing", str(float(smoothing))]  # the dst default; a src side ignores it anyway
     if reference:
         argv += ["--reference", str(reference), "--reference-threshold", str(float(reference_threshold))]
-    return _submit(_store(store), root, "extract", argv)
+    return _submit(_store(store), root, "extract", argv, start_server=start_server)
 
 
 def _flag(value: Any) -> str:
@@ -151,7 +151,7 @@ def _flag(value: Any) -> str:
 
 @guarded
 def train_as_job(root: str, run: str, options: Mapping[str, Any], max_steps: int | None = None,
-                 store: JobStore | None = None) -> dict[str, Any]:
+                 store: JobStore | None = None, start_server: bool = True) -> dict[str, Any]:
     """The Train tab's form as a queued ``workbench train`` job (a foreground trainer in the job's process;
     the run folder stays the interface, so this tab's pause/resume/stop buttons work on it)."""
     from ..commands.train import _SKIP as NOT_FLAGS  # options the CLI keeps out of its flags
@@ -169,7 +169,7 @@ def train_as_job(root: str, run: str, options: Mapping[str, Any], max_steps: int
     for name, value in options.items():
         if value is not None and value != "" and name not in NOT_FLAGS:
             argv += ["--" + name.replace("_", "-"), _flag(value)]
-    return _submit(_store(store), root, "train", argv)
+    return _submit(_store(store), root, "train", argv, start_server=start_server)
 
 
 # -- layout -------------------------------------------------------------------------------------------------------
