@@ -295,6 +295,7 @@ def test_jobs_tab_callbacks(tmp_path):
 # real jobs
 
 
+@pytest.mark.slow
 def test_two_projects_in_parallel_real_extraction(tmp_path, data_dir):
     """Extraction of two projects runs side by side; a sort of the same folder waits for its extraction."""
     p1, p2 = tmp_path / "p1", tmp_path / "p2"
