@@ -204,10 +204,12 @@ def build_tab(wire: Wire, root_state: Any) -> None:
                 after = gr.Textbox(label="after jobs (numbers)", placeholder="3 4")
                 parallel = gr.Number(1, precision=0, label="jobs at once (for a new server)")
             add_btn = gr.Button("Queue job", variant="primary", elem_id="jobs-add")
-        timer = gr.Timer(POLL_SECONDS)
+        # polls only once the tab has been opened: a page that never shows its Jobs tab never reads the queue
+        timer = gr.Timer(POLL_SECONDS, active=False)
 
     out = {"table": table, "queue_note": queue_note}
-    wire([tab.select, refresh_btn.click], lambda: refresh(), {}, out)
+    wire(tab.select, lambda: {**refresh(), "timer": gr.Timer(active=True)}, {}, {**out, "timer": timer})
+    wire(refresh_btn.click, lambda: refresh(), {}, out)
     wire(timer.tick, lambda: refresh(), {}, out, show_progress="hidden", trigger_mode="once")
     wire(add_btn.click, submit_job, {"root": root_state, "stage": stage, "args_text": args, "device": device,
                                      "priority": priority, "after": after, "max_parallel": parallel},
