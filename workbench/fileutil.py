@@ -3,12 +3,52 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import DiskFullError
+
+# errnos that mean "no room left": the disk is full or the user's quota is used up
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask is a set-and-return)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError that means the disk or quota is full."""
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
+
+
+def disk_full_error(folder: str | Path, needed_bytes: int | None = None) -> DiskFullError:
+    """A clear "disk full" error naming the folder, the space needed (when known) and the space free."""
+    folder = Path(folder)
+    free = None
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(folder).free
+    need = f"about {_mb(needed_bytes)} more is needed" if needed_bytes else "more space is needed"
+    have = f", {_mb(free)} free" if free is not None else ""
+    return DiskFullError(f"disk full: {need}{have}", folder,
+                         "free some space on that disk (or point the project at a bigger one) and re-run the "
+                         "same command: finished work is kept")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{max(size, 0) / 1e3:.0f} kB"
 
 
 @contextlib.contextmanager
@@ -27,12 +67,23 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; files people share (exports, sheets, faces) get the user's usual mode instead.
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = 0
+        with contextlib.suppress(OSError):
+            written = tmp.stat().st_size
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if is_disk_full(exc):
+            previous = 0
+            with contextlib.suppress(OSError):
+                previous = path.stat().st_size
+            raise disk_full_error(path.parent, max(written, previous) or None) from exc
         raise
 
 
@@ -61,9 +112,15 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
     """Append one JSON line; a crash can at worst leave a truncated last line, which readers skip."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(obj) + "\n")
-        f.flush()
+    line = json.dumps(obj) + "\n"
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(path.parent, len(line.encode())) from exc
+        raise
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -38,8 +38,9 @@ class RunDirWriter(Callback):
         self.preview_step: int | None = None
         self.last_error: str | None = None
         self.metrics: dict[str, Any] = {}
-        previous = _read_json(self.run_dir / STATUS_NAME) or {}
-        self._started = previous.get("started") or self._started
+        previous = _read_json(self.run_dir / STATUS_NAME)
+        if isinstance(previous, dict):  # a corrupt status.json is simply rewritten
+            self._started = previous.get("started") or self._started
 
     # -- status -------------------------------------------------------------------------------------
     def status(self, trainer: Trainer, state: str | None = None) -> dict[str, Any]:
