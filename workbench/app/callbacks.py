@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..images import is_image_path, read_image, to_uint8
 from ..project import VIDEO_SUFFIXES, Project, read_frame_index
+from ..train.runs import RUN_NAME_RE  # one rule for run names: the library's
 from . import texts
 
 log = logging.getLogger("workbench.app")
@@ -47,7 +48,6 @@ SIDES = ("src", "dst")
 PAGE_SIZE = 60  # faces per gallery page
 THUMB = 160  # gallery thumbnail side in px (overlays are drawn at this size)
 LATENT_CELL = 160  # the latent panel shows faces at least this large
-RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROJECT_NAME_RE = RUN_NAME_RE
 GALLERY_ORDERS = ("file", "blur", "motion-blur", "yaw", "pitch", "face-size", "brightness", "hue", "source",
                   "similarity", "identity distance")
@@ -263,6 +263,21 @@ def _safe_file_name(name: str) -> str:
     return f"{stem[:80]}{suffix}"
 
 
+def _uploaded_file(ctx: AppContext, upload: str) -> Path:
+    """An uploaded file as Gradio stored it; any other server path (``/etc/passwd``, a file of another user) is
+    refused, since a callback called directly could otherwise copy it into the project."""
+    from gradio.utils import get_upload_folder
+
+    source = Path(upload).expanduser().resolve()
+    allowed = (Path(get_upload_folder()).resolve(), ctx.workspace)
+    if not any(root == source or root in source.parents for root in allowed):
+        raise ProjectError("this file was not uploaded through the page", Path(upload).name,
+                           "upload the file with the upload box")
+    if not source.is_file():
+        raise MediaError("the uploaded file is missing", Path(upload).name, "upload it again")
+    return source
+
+
 def _child(project: Project, folder: Path, name: str) -> Path:
     """``folder/name`` for a plain file name, refused if it escapes the folder or the project."""
     if not name or Path(name).name != name or name in (".", ".."):
@@ -456,7 +471,7 @@ def upload_media(ctx: AppContext, root: str, side: str, upload: str | None) -> d
     side = _check_side(side)
     if not upload:
         raise MediaError("no file was uploaded")
-    source = Path(upload)
+    source = _uploaded_file(ctx, upload)
     if source.stat().st_size > ctx.max_upload_mb * 1024 * 1024:
         raise MediaError(f"the file is larger than the upload limit ({ctx.max_upload_mb} MB)", source.name)
     if source.stat().st_size == 0:
@@ -533,7 +548,7 @@ def upload_reference(ctx: AppContext, root: str, upload: str | None) -> dict[str
     project = _project(root)
     if not upload:
         raise MediaError("no photo was uploaded")
-    source = Path(upload)
+    source = _uploaded_file(ctx, upload)
     if not is_image_path(source):
         raise MediaError("the reference must be a photo (jpg, png, webp)", source.name)
     read_image(source)

@@ -104,6 +104,7 @@ class Predictor:
         self.resolution = int(config.resolution)
         self.face_type = config.face_type
         self.step = getattr(model, "checkpoint_step", None)
+        self.provenance: dict[str, Any] | None = None
         self.autocast_dtype = _inference_dtype(next(model.parameters()).device, precision)
 
     @torch.inference_mode()
@@ -128,7 +129,12 @@ def load_predictor(run_dir: str | Path, device: str | torch.device = "cpu", prec
     support, or a CPU with AVX-512 BF16 / AMX; fp32 elsewhere). bf16 changes pixels by about 1/255.
     """
     model, config = load_model(run_dir, device)
-    return Predictor(model, config, precision)
+    predictor = Predictor(model, config, precision)
+    path = Path(run_dir)
+    run = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else path
+    # What made the merged frames, recorded by the merger and named by export's provenance.
+    predictor.provenance = {"run": run.name, "step": predictor.step}
+    return predictor
 
 
 def _cpu_has_native_bf16() -> bool:
