@@ -182,7 +182,7 @@ def write_aligned_face(path: str | Path, image: np.ndarray, meta: FaceMeta, qual
     """Write an aligned face with embedded metadata, atomically (format from the suffix)."""
     path = Path(path)
     data = encode_aligned_face(image, meta, path.suffix, quality)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size_hint=len(data)) as tmp:
         tmp.write_bytes(data)
     return path
 

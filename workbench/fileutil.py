@@ -29,9 +29,16 @@ def current_umask() -> int:
     return mask
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True for an OSError that means the disk or quota is full."""
-    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True for an OSError that means the disk or quota is full, also when a library re-raised it as
+    something else (torch.save turns it into a RuntimeError about the zip writer)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def disk_full_error(folder: str | Path, needed_bytes: int | None = None) -> DiskFullError:
@@ -52,13 +59,15 @@ def _mb(size: int) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str | None = None, size_hint: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
 
     The temporary file lives in the same folder so ``os.replace`` is an atomic rename.
     If the body raises, the temporary file is removed and ``path`` is untouched.
     ``suffix`` defaults to the final suffix of ``path`` so that tools that pick a
     format from the extension (OpenCV, ffmpeg) still work on the temporary name.
+    A full disk raises :class:`DiskFullError` naming the folder and the space needed (``size_hint`` bytes
+    when the caller knows the size, else what was written before the disk filled up).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,14 +92,14 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             previous = 0
             with contextlib.suppress(OSError):
                 previous = path.stat().st_size
-            raise disk_full_error(path.parent, max(written, previous) or None) from exc
+            raise disk_full_error(path.parent, max(written, previous, size_hint or 0) or None) from exc
         raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size_hint=len(data)) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

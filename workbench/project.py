@@ -54,10 +54,14 @@ class Project:
 
     def read_config(self) -> dict[str, Any]:
         try:
-            return json.loads(self.config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            config = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ProjectError(f"cannot read project config ({exc})", self.config_path,
                                "fix the JSON by hand or re-create the project") from exc
+        if not isinstance(config, dict):
+            raise ProjectError(f"the project config is a JSON {type(config).__name__}, not an object",
+                               self.config_path, "fix the JSON by hand or re-create the project")
+        return config
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_json(self.config_path, config)
@@ -76,7 +80,15 @@ class Project:
         if not name:
             raise ProjectError(f"the project has no {side} media", self.root,
                                f"add it with `workbench new {self.root} --{side} MEDIA`")
-        return self.resolve_inside(name)
+        try:
+            if not isinstance(name, str):
+                raise ProjectError(f"{side}_media is not a path")
+            return self.resolve_inside(name)
+        except ProjectError as exc:
+            raise ProjectError(f"the project config names {side} media outside the project or not a path "
+                               f"({name!r})", self.config_path,
+                               f"media live in media/{side}/; add yours with `workbench new {self.root} --{side} "
+                               "MEDIA --update`") from exc
 
     @property
     def frames_dir(self) -> Path:

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from ..errors import TrainingError
-from ..fileutil import atomic_path
+from ..errors import DiskFullError, TrainingError
+from ..fileutil import atomic_path, disk_full_error
 from .options import MODEL_FIELDS
 
 SCHEMA_VERSION = 1
@@ -41,11 +41,15 @@ LOSS_HISTORY_KEEP = 10_000
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
     """Write ``checkpoint`` atomically (temp file + fsync + rename + directory fsync)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+    except DiskFullError as exc:
+        # The old checkpoint is untouched; say how much the new one needs (its tensors, a close estimate).
+        raise disk_full_error(path.parent, _tensor_bytes(checkpoint)) from exc
     with contextlib.suppress(OSError, AttributeError):  # make the rename itself durable (POSIX)
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -53,6 +57,16 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
         finally:
             os.close(fd)
     return path
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def _migrate_v0(ckpt: dict[str, Any]) -> dict[str, Any]:

@@ -201,6 +201,8 @@ class RunStatus:
 
     def summary(self) -> str:
         """One human line, e.g. for a CLI or a Gradio label."""
+        if self.state == "corrupt":
+            return f"{self.name}: corrupt ({self.last_error})"
         state = "crashed (process gone)" if self.stale else self.state
         parts = [f"{self.name}: {state}", f"step {self.step}"]
         if self.target_steps:
@@ -387,7 +389,7 @@ class RunLock:
         inherited = self._adopt_inherited()
         if inherited is not None:
             os.ftruncate(inherited, 0)
-            os.write(inherited, str(os.getpid()).encode())
+            os.pwrite(inherited, str(os.getpid()).encode(), 0)  # the offset is shared with the launcher
             self._fd = inherited
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -405,7 +407,7 @@ class RunLock:
                 "stop it first (workbench train-cmd PROJECT stop, or send_command(run_dir, 'stop')), or use another --run name",
             ) from exc
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
@@ -560,14 +562,14 @@ def start(
         A :class:`TrainerHandle` (``pid``, ``is_alive()``, ``wait()``, ``status()``, ``stop()``).
     """
     run_dir = Path(run_dir).resolve()
-    if nproc < 1 or options.batch_size % nproc:
-        raise TrainingError(f"batch size {options.batch_size} does not split over {nproc} processes",
-                            hint=f"use a batch size that is a multiple of {nproc}")
-    # Hold the run lock from the check until the child trainer owns it: two launches at the same instant
+    # Hold the run lock from the checks until the child trainer owns it: two launches at the same instant
     # cannot both pass the "already running" check. One process inherits the locked descriptor itself.
     launch_lock = RunLock(run_dir)
     launch_lock.acquire()
     try:
+        if nproc < 1 or options.batch_size % nproc:
+            raise TrainingError(f"batch size {options.batch_size} does not split over {nproc} processes",
+                                hint=f"use a batch size that is a multiple of {nproc}")
         return _start_locked(run_dir, options, launch_lock, src=src, dst=dst, pretrained=pretrained,
                              max_steps=max_steps, max_seconds=max_seconds, env=env, nproc=nproc)
     finally:
@@ -609,7 +611,7 @@ def _start_locked(run_dir: Path, options: Any, lock: RunLock, *, src: str | Path
         )
     if lock._fd is not None:
         os.ftruncate(lock._fd, 0)
-        os.write(lock._fd, str(process.pid).encode())  # the child owns the lock now; report its pid
+        os.pwrite(lock._fd, str(process.pid).encode(), 0)  # the child owns the lock now; report its pid
     return TrainerHandle(run_dir, process)
 
 
