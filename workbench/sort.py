@@ -202,7 +202,7 @@ def score_faces(records: Sequence[FaceRecord], method: str, progress: bool = Tru
     return np.asarray(scores, dtype=np.float64)
 
 
-def _decodable(records: Sequence[FaceRecord], progress: bool) -> tuple[list[FaceRecord], list[np.ndarray],
+def decode_faces(records: Sequence[FaceRecord], progress: bool) -> tuple[list[FaceRecord], list[np.ndarray],
                                                                        list[tuple[Path, str]]]:
     """Decode every face once; a damaged file is reported by name and left where it is."""
     good, images, broken = [], [], []
@@ -244,7 +244,7 @@ def sort_faceset(
     trash_dir = Path(trash_dir) if trash_dir is not None else folder.parent / f"{folder.name}_trash"
     scan = scan_faceset(folder)
     # Decode every face once up front, so a damaged file is skipped by name instead of stopping the sort.
-    records, images, damaged = _decodable(scan.faces, progress)
+    records, images, damaged = decode_faces(scan.faces, progress)
     broken = list(scan.broken) + damaged
     scores = np.zeros(len(records))
     if method == "hist":
