@@ -542,3 +542,33 @@ def test_a_launch_in_progress_blocks_a_second_and_hands_its_lock_to_the_child(tm
     while trainer_pid(run) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert trainer_pid(run) is None  # the kernel released it with the process
+
+
+# ------------------------------------------------------------------------------------------------ journal, app
+def test_changed_detection_options_reprocess_the_frames(world, capsys):
+    root, _ = world
+    args = ("extract", root, "--side", "src", "--workers", "0", "--quiet")
+    rc, out, _ = cli(capsys, *args)
+    assert rc == 0 and "(0 processed, 2 already done)" in out, out  # same options: the journal says done
+    before = {p.name: p.stat().st_mtime_ns for p in faces_of(root)}
+    rc, out, _ = cli(capsys, *args, "--min-face", "60")
+    assert rc == 0 and "(2 processed, 0 already done)" in out, out  # other options: processed again
+    after = {p.name: p.stat().st_mtime_ns for p in faces_of(root)}
+    assert after.keys() == before.keys() and all(after[k] != before[k] for k in after)
+    rc, out, _ = cli(capsys, *args, "--min-face", "60")
+    assert rc == 0 and "(0 processed, 2 already done)" in out, out
+
+
+def test_app_uploads_only_take_files_uploaded_through_the_page(world, data_file):
+    from workbench.app.context import AppContext
+    from workbench.app.tab_extract import upload_reference
+    from workbench.app.tab_project import upload_media
+
+    root, outside = world
+    ctx = AppContext(root.parent / "workspace")
+    secret = outside / "victim" / "config.json"
+    for out in (upload_media(ctx, str(root), "src", str(secret)), upload_media(ctx, str(root), "dst", "/etc/hostname"),
+                upload_reference(ctx, str(root), str(data_file(PHOTO)))):
+        assert out["status"].startswith("⚠️") and "not uploaded through the page" in out["status"], out
+    assert not (root / "media" / "reference").exists()
+    assert json.loads((root / "workbench.json").read_text())["src_media"] == "media/src/photos"
