@@ -187,6 +187,10 @@ def read_frame_index(project: Project) -> FrameIndex:
         if not is_plain_name(entry.file):
             raise ProjectError(f"the frame index lists {entry.file!r}, which is not a plain file name", path,
                                "frame entries name files inside frames/dst; re-run `workbench extract --side dst`")
+        frame = project.frames_dir / entry.file
+        if frame.is_symlink() and project.root not in frame.resolve().parents:
+            raise ProjectError("a destination frame is a link to a file outside the project", frame,
+                               "replace the link by the file itself, or re-run `workbench extract --side dst`")
     if index.source:
         try:
             project.resolve_inside(index.source)

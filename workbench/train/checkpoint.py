@@ -125,7 +125,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         # torch's own text talks about zip internals and flags; say what it means for the user instead.
         raise TrainingError(
-            f"the checkpoint is truncated or corrupt ({path.stat().st_size} bytes, not a complete checkpoint archive)",
+            f"the checkpoint cannot be read: truncated or corrupt ({path.stat().st_size} bytes, not a complete "
+            "checkpoint archive)",
             path, _restore_hint(path),
         ) from exc
     except Exception as exc:  # weights_only refuses pickled objects with an UnpicklingError

@@ -149,6 +149,10 @@ class ProgressLine(Callback):
             self.stream.write("\r" + self._line(trainer) + "   ")
             self.stream.flush()
 
+    def on_start(self, trainer: Trainer) -> None:
+        for note in trainer.notes:
+            self.stream.write(f"{note}\n")
+
     def on_event(self, trainer: Trainer, event: dict[str, Any]) -> None:
         if event["kind"] in ("skip", "rollback", "save_refused"):
             self.stream.write(f"\n{event}\n")
