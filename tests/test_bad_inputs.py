@@ -301,7 +301,8 @@ def _run(root: Path, name: str = "r1", status: str | None = None, config: str | 
     return run
 
 
-@pytest.mark.parametrize("case", ["frames-json", "frames-json-list", "frames-entry-out", "merged-link-out"])
+@pytest.mark.parametrize("case", ["frames-json", "frames-json-list", "frames-entry-out", "frame-link-out",
+                                  "merged-link-out"])
 def test_corrupt_or_escaping_frame_index_refused_by_export(world, capsys, case):
     root, outside = world
     _fake_merged(root)
@@ -316,14 +317,14 @@ def test_corrupt_or_escaping_frame_index_refused_by_export(world, capsys, case):
         data["frames"][1]["file"] = "../../../outside/victim/config.json"
         index.write_text(json.dumps(data))
     else:
-        victim = root / "merged" / "000001.png"
+        victim = root / ("merged" if case == "merged-link-out" else "frames/dst") / "000001.png"
         shutil.copy(victim, outside / "stolen.png")
         victim.unlink()
         victim.symlink_to(outside / "stolen.png")
         name = "000001.png"
     assert_clear_error(cli(capsys, "export", root, "--quiet"), name)
     assert not list((root / "output").iterdir())
-    if case == "merged-link-out":
+    if case.endswith("link-out"):
         (outside / "stolen.png").unlink()
 
 
