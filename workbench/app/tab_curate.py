@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ProjectError
+from ..errors import ConfigError, ProjectError, WorkbenchError
 from ..images import is_image_path, read_image, to_uint8
 from ..project import Project
 from . import texts
@@ -91,7 +91,10 @@ def face_gallery(root: str, side: str = "src", order: str = "file", show_landmar
         rec = records[i]
         caption = rec.path.name if scores[i] is None else f"{rec.path.name} · {scores[i]:.3g}"
         if show_landmarks or show_mask:
-            items.append((_thumbnail(rec.path, rec.meta, show_landmarks, show_mask), caption))
+            try:
+                items.append((_thumbnail(rec.path, rec.meta, show_landmarks, show_mask), caption))
+            except WorkbenchError as exc:  # a damaged face: named in its caption, the gallery still shows
+                items.append((str(rec.path), f"{rec.path.name} · unreadable: {exc.message}"))
         else:
             items.append((str(rec.path), caption))
     names = [records[i].path.name for i in chosen]
