@@ -259,7 +259,8 @@ def test_malformed_face_metadata_is_named_and_skipped(world, capsys, kind):
         set_face_payload(good[0], bad, lambda meta: {**meta, "face_type": "elbow"})
     elif kind == "damaged":
         data = good[0].read_bytes()
-        bad.write_bytes(data[: len(data) * 2 // 3])  # header and metadata intact, pixels cut off
+        scan_start = data.index(b"\xff\xda")  # start of the compressed pixels, after the metadata segment
+        bad.write_bytes(data[: (scan_start + len(data)) // 2])  # header and metadata intact, pixels cut off
     else:
         shutil.copy(good[0], outside / "elsewhere_0.jpg")
         bad.symlink_to(outside / "elsewhere_0.jpg")
@@ -272,6 +273,13 @@ def test_malformed_face_metadata_is_named_and_skipped(world, capsys, kind):
 
     bank = load_face_bank(root / "aligned" / "src", "src", "full", FACE_SIZE, workers=0)
     assert len(bank.paths) == len(good) and bad.name in [p.name for p, _ in bank.broken]
+    if kind == "damaged":  # the app's gallery still shows the others, sorted, and names the damaged one
+        from workbench.app.tab_curate import face_gallery
+
+        page = face_gallery(str(root), "src", order="blur", show_landmarks=True)
+        captions = [caption for _, caption in page["gallery"]]
+        assert not str(page.get("status", "")).startswith("⚠️"), page
+        assert captions[-1].startswith(f"{bad.name} · unreadable") and len(captions) == len(good) + 1, captions
     if kind == "link-out":
         (outside / "elsewhere_0.jpg").unlink()
 
