@@ -420,6 +420,11 @@ def test_run_folder_link_out_of_the_project_is_refused(world, capsys):
     (root / "models").mkdir(exist_ok=True)
     (root / "models" / "evil").symlink_to(outside / "victim", target_is_directory=True)
     assert_clear_error(cli(capsys, "train", root, "--run", "evil", "--steps", "1"), "evil")
+    assert_clear_error(cli(capsys, "merge", root, "--run", "evil", "--no-progress"), "evil")
+    shutil.rmtree(root / "models")
+    (root / "models").symlink_to(outside, target_is_directory=True)  # the whole models folder linked out
+    assert_clear_error(cli(capsys, "train", root, "--run", "victim", "--steps", "1"), "victim")
+    assert_clear_error(cli(capsys, "train-cmd", root, "stop", "--run", "victim"), "victim")
 
 
 def test_numbers_out_of_range_are_refused(world, capsys):

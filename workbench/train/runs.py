@@ -69,11 +69,13 @@ def check_run_name(name: str) -> str:
 
 
 def run_folder(models_dir: str | Path, name: str) -> Path:
-    """``models_dir/name`` for a checked plain run name (refused if a symlink makes it leave the folder)."""
+    """``PROJECT/models/name`` for a checked plain run name; refused if a link (the run folder or ``models``
+    itself) makes it leave the project."""
     models_dir = Path(models_dir)
     path = models_dir / check_run_name(name)
-    if path.is_symlink() and models_dir.resolve() not in path.resolve().parents:
-        raise ConfigError(f"run folder '{name}' is a link that leaves the models folder", path,
+    project_root = models_dir.absolute().parent.resolve()
+    if project_root not in path.resolve().parents:
+        raise ConfigError(f"run folder '{name}' is a link that leaves the project", path,
                           "replace the link by a real folder inside PROJECT/models")
     return path
 
