@@ -44,8 +44,10 @@ def test_train_foreground_resume_and_status(project, capsys):
     assert "t1: stopped, step 5" in capsys.readouterr().out
     assert main(["train-status", str(project), "--run", "t1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 5
-    assert main(["train-cmd", str(project), "save", "--run", "t1"]) == 0
-    assert (run / "commands" / "save").exists()
+    # no trainer runs on t1: the command is refused, and no command file is left for a later session
+    assert main(["train-cmd", str(project), "save", "--run", "t1"]) == 2
+    assert "no trainer is running on run 't1'" in capsys.readouterr().err
+    assert not (run / "commands" / "save").exists()
 
 
 def test_train_rejects_bad_options(project, capsys):

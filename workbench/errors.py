@@ -28,6 +28,14 @@ class WorkbenchError(Exception):
             text = f"{text}\n  hint: {self.hint}"
         return text
 
+    def __reduce__(self):
+        # Keep path and hint when the error crosses a process boundary (extraction workers).
+        return (self.__class__, (self.message, self.path, self.hint))
+
+
+class DiskFullError(WorkbenchError):
+    """The disk (or quota) ran out while writing; nothing already written is lost."""
+
 
 class MediaError(WorkbenchError):
     """A photo or video is missing, unreadable, truncated or of an unsupported kind."""

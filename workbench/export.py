@@ -599,24 +599,45 @@ def _output_path(project: Project, name: str | None, default_stem: str) -> Path:
     return project.resolve_inside(project.output_dir / name)
 
 
-def describe_model(project: Project, run: str | None = None) -> str:
-    """A model description for the provenance record: the named (or newest) run folder and its options."""
-    runs = [p for p in project.models_dir.glob("*") if p.is_dir()] if project.models_dir.is_dir() else []
+def describe_model(project: Project, run: str | None = None, files: list[str] | None = None) -> str:
+    """A model description for the provenance record.
+
+    The model that made the merged frames, as the merger recorded it (run and step) in the merged frames'
+    index; ``run`` names a run instead; a project merged before records existed falls back to the newest run
+    folder, and says so.
+    """
+    from .merge import merged_models
+    from .train.runs import check_run_name
+
     if run is not None:
-        runs = [p for p in runs if p.name == run]
+        check_run_name(run)
+        return _describe_run(project, run, None)
+    records = [m for m in merged_models(project, files) if isinstance(m.get("run"), str)]
+    if records:
+        return "; ".join(_describe_run(project, str(m["run"]), m.get("step")) for m in records)
+    runs = [p for p in project.models_dir.glob("*") if p.is_dir()] if project.models_dir.is_dir() else []
     if not runs:
         return "face-swap model (unrecorded)"
     run_dir = max(runs, key=lambda p: p.stat().st_mtime)
-    text = f"workbench run '{run_dir.name}'"
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        config = {}
+    return _describe_run(project, run_dir.name, None) + " (newest run; the merge did not record its model)"
+
+
+def _describe_run(project: Project, name: str, step: Any) -> str:
+    text = f"workbench run '{name}'"
+    run_dir = project.models_dir / name
+    config: Any = {}
+    if run_dir.is_dir() and project.root in run_dir.resolve().parents:
+        try:
+            config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            config = {}
     options = config.get("options", config) if isinstance(config, dict) else {}
     keys = ("archi", "resolution", "face_type", "ae_dims", "e_dims", "d_dims")
     details = ", ".join(f"{k}={options[k]}" for k in keys if isinstance(options, dict) and k in options)
     if details:
         text += f" ({details})"
+    if isinstance(step, int):
+        return text + f", checkpoint at step {step}"
     try:
         text += f", trained {int(json.loads((run_dir / 'status.json').read_text(encoding='utf-8'))['step'])} steps"
     except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError):
@@ -625,7 +646,10 @@ def describe_model(project: Project, run: str | None = None) -> str:
 
 
 def _frame_files(project: Project, index: FrameIndex) -> list[Path]:
-    files = [project.merged_dir / entry.file for entry in index.frames]
+    files = [project.merged_dir / Path(entry.file).with_suffix(".png").name for entry in index.frames]
+    for f in files:
+        if f.is_symlink():
+            project.resolve_inside(f)  # a merged frame that links out of the project is refused
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise ExportError(
@@ -670,7 +694,8 @@ def export_project(
         src = project.media_path("src")
     except ProjectError:
         src = None
-    provenance = Provenance.for_media(model or describe_model(project), source=src, destination=dst)
+    described = model or describe_model(project, files=[f.name for f in files])
+    provenance = Provenance.for_media(described, source=src, destination=dst)
     out = _output_path(project, output, dst.stem if dst is not None else project.root.name)
     export_video(
         files,

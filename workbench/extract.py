@@ -37,6 +37,9 @@ OPTIONS_NAME = ".extract_options.json"
 TARGET_MODES = ("all", "largest", "center")
 # DFL drops faces whose aligned square is > 4x the detector box (likely a bad landmark fit).
 MAX_CROP_TO_BOX_AREA = 4.0
+# Options that change which faces a frame yields: the journal records them, and a change re-processes.
+DETECTION_FIELDS = ("engine", "min_face", "max_faces", "target", "reference", "reference_threshold",
+                    "rotation_search", "detect_max_side")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class ExtractSummary:
     seconds: float = 0.0
     rejected: int = 0
     identity_distances: tuple[float, ...] = field(default=(), repr=False)
+    no_face: tuple[tuple[str, int], ...] = ()  # (frame, longest side in px the detector searched at)
 
     @property
     def frames_per_second(self) -> float:
@@ -131,6 +135,9 @@ class ExtractSummary:
             f"time:                {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)",
         ]
         lines += [f"  skipped {name}: {why}" for name, why in self.skipped[:20]]
+        lines += [f"  no face in {name} at the working scale ({side} px long side)" for name, side in self.no_face[:20]]
+        if len(self.no_face) > 20:
+            lines.append(f"  ... and {len(self.no_face) - 20} more frames without a face")
         return "\n".join(lines)
 
 
@@ -151,10 +158,15 @@ def _iter_media_frames(media: Path, every_nth: int) -> Iterator[_Frame]:
     from . import video
 
     if media.is_dir():
+        real = media.resolve()
         files = sorted(p for p in media.iterdir() if p.is_file() and not p.name.startswith("."))
         for i, path in enumerate(files):
             if not is_image_path(path):
                 yield _Frame(path.name, path.stem, i, None, None, "not a photo (unsupported file type)")
+                continue
+            if path.is_symlink() and real not in path.resolve().parents:
+                yield _Frame(path.name, path.stem, i, None, None,
+                             "a link to a file outside the photo folder (not followed; copy the photo in instead)")
                 continue
             try:
                 yield _Frame(path.name, path.stem, i, None, to_uint8(read_image(path)))
@@ -163,9 +175,17 @@ def _iter_media_frames(media: Path, every_nth: int) -> Iterator[_Frame]:
     elif is_image_path(media):
         yield _Frame(media.name, media.stem, 0, None, to_uint8(read_image(media)))
     elif video.is_video_path(media):
-        for frame in video.iter_frames(media, step=every_nth):
-            yield _Frame(f"{media.name}#{frame.index}", f"{frame.index:06d}", frame.index, frame.timestamp,
-                         to_uint8(frame.image))
+        decoded = 0
+        try:
+            for frame in video.iter_frames(media, step=every_nth):
+                decoded += 1
+                yield _Frame(f"{media.name}#{frame.index}", f"{frame.index:06d}", frame.index, frame.timestamp,
+                             to_uint8(frame.image))
+        except MediaError as exc:
+            if not decoded:
+                raise
+            # A truncated file: keep every frame that decoded and report where it stopped.
+            yield _Frame(f"{media.name}#end", "end", -1, None, None, f"{exc.message}; the frames before it are kept")
     else:
         raise MediaError("unsupported media (neither a video, a photo nor a folder of photos)", media,
                          "use mp4/mov/mkv/avi/webm videos or jpg/png/webp/bmp/tif photos")
@@ -214,19 +234,30 @@ def _init_worker(config: _StageConfig) -> None:
     _WORKER = (config, detect.load_engine(config.options.engine))
 
 
-def _detect_one(config: _StageConfig, engine: Any, image_u8: np.ndarray) -> list[tuple[Any, float | None]]:
+def _detect_one(config: _StageConfig, engine: Any, image_u8: np.ndarray,
+                still: bool = False) -> tuple[list[tuple[Any, float | None]], int]:
+    """Selected faces and the long side (px) of the last scale searched."""
     from . import detect
 
     options = config.options
     image = to_float(image_u8)
-    faces = detect.detect_faces(image, engine, min_size=options.min_face, rotation_search=options.rotation_search,
-                                detect_max_side=options.detect_max_side)
+    long_side = max(image.shape[:2])
+    working = options.detect_max_side if options.detect_max_side and options.detect_max_side < long_side else None
+    while True:
+        faces = detect.detect_faces(image, engine, min_size=options.min_face, rotation_search=options.rotation_search,
+                                    detect_max_side=working)
+        # A large still shrunk to detect_max_side can make its faces smaller than the detector's minimum
+        # (HOG ~80 px): search again at twice the scale, up to full resolution. Video frames keep one scale.
+        if faces or not still or working is None:
+            break
+        working = working * 2 if working * 2 < long_side else None
+    side = working or long_side
     reference = None if config.reference_embedding is None else np.asarray(config.reference_embedding, np.float32)
     selected = detect.select_faces(faces, image.shape, mode=options.target, reference=reference,
                                    threshold=options.reference_threshold, image=image)
     if options.max_faces:
         selected = selected[: options.max_faces]
-    return [(s.face, s.distance) for s in selected]
+    return [(s.face, s.distance) for s in selected], side
 
 
 def _write_one(config: _StageConfig, job: _WriteJob) -> _WriteResult:
@@ -271,16 +302,18 @@ def _write_one(config: _StageConfig, job: _WriteJob) -> _WriteResult:
     return _WriteResult(written, rejected, tuple(distances))
 
 
-def _detect_reporting(config: _StageConfig, engine: Any, image_u8: np.ndarray) -> tuple[list, str | None]:
+def _detect_reporting(config: _StageConfig, engine: Any, item: tuple[np.ndarray, bool]) -> tuple[list, str | None, int]:
     """Detections plus an error message instead of an exception, so one bad frame never stops the run."""
+    image_u8, still = item
     try:
-        return _detect_one(config, engine, image_u8), None
+        faces, side = _detect_one(config, engine, image_u8, still)
+        return faces, None, side
     except WorkbenchError as exc:
-        return [], exc.message
+        return [], exc.message, 0
 
 
-def _detect_task(image_u8: np.ndarray) -> tuple[list, str | None]:
-    return _detect_reporting(*_WORKER, image_u8)
+def _detect_task(item: tuple[np.ndarray, bool]) -> tuple[list, str | None, int]:
+    return _detect_reporting(*_WORKER, item)
 
 
 def _write_task(job: _WriteJob) -> _WriteResult:
@@ -310,14 +343,24 @@ def _reference_embedding(options: ExtractOptions) -> tuple[float, ...] | None:
     return tuple(float(v) for v in identity.reference_embedding(image, engine=options.engine))
 
 
-def _check_previous_options(out_dir: Path, options: ExtractOptions) -> None:
+def detection_fingerprint(options: ExtractOptions | dict) -> str:
+    """The options that decide which faces a frame yields, as one string stored with each journal row."""
+    values = asdict(options) if isinstance(options, ExtractOptions) else dict(options)
+    return json.dumps({k: values.get(k) for k in DETECTION_FIELDS}, sort_keys=True)
+
+
+def _check_previous_options(out_dir: Path, options: ExtractOptions) -> dict:
+    """Refuse a change of face geometry on a non-empty faceset; returns the previous options (or {})."""
     path = out_dir / OPTIONS_NAME
     geometry = {"face_type": options.face_type, "size": options.size}
-    if path.exists() and list_face_files(out_dir):
+    previous: Any = {}
+    if path.exists():
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = {}
+    previous = previous if isinstance(previous, dict) else {}
+    if previous and list_face_files(out_dir):
         old = {k: previous.get(k) for k in geometry}
         if old != geometry and all(v is not None for v in old.values()):
             raise ConfigError(
@@ -327,6 +370,7 @@ def _check_previous_options(out_dir: Path, options: ExtractOptions) -> None:
                 "use the same --face-type/--size, or extract into an empty folder",
             )
     atomic_write_json(path, asdict(options))
+    return previous
 
 
 def _batches(frames: Iterator[_Frame], size: int) -> Iterator[list[_Frame]]:
@@ -373,9 +417,16 @@ def extract_faces(
         raise MediaError("media not found", media, "check the path")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_previous_options(out_dir, options)
+    previous = _check_previous_options(out_dir, options)
     journal_path = out_dir / JOURNAL_NAME
-    done = {row["key"] for row in read_jsonl(journal_path) if "key" in row}
+    # A frame counts as done only if it was processed with today's detection options; rows written before
+    # the journal recorded them carry the options file's fingerprint.
+    fingerprint = detection_fingerprint(options)
+    legacy = detection_fingerprint(previous) if previous else fingerprint
+    journal = {row["key"]: row.get("detect", legacy) for row in read_jsonl(journal_path)
+               if isinstance(row, dict) and "key" in row}
+    done = {key for key, fp in journal.items() if fp == fingerprint}
+    stale_faces = _faces_by_stem(out_dir) if len(done) < len(journal) else {}
     if frames_dir is not None:
         frames_dir = Path(frames_dir)
         frames_dir.mkdir(parents=True, exist_ok=True)
@@ -393,6 +444,7 @@ def extract_faces(
     started = time.perf_counter()
     counts = {"frames": 0, "processed": 0, "resumed": 0, "faces": 0, "empty": 0, "rejected": 0}
     skipped: list[tuple[str, str]] = []
+    no_face: list[tuple[str, int]] = []
     distances: list[float] = []
     frame_entries: list[FrameEntry] = []
     frame_shape = (0, 0)
@@ -438,15 +490,19 @@ def extract_faces(
                     skipped.append((frame.key, frame.error or "unreadable"))
                 else:
                     todo.append(frame)
-            detections = list(run_map(_detect_task, lambda im: _detect_reporting(config, engine, im),
-                                      [f.image for f in todo]))
+            detections = list(run_map(_detect_task, lambda item: _detect_reporting(config, engine, item),
+                                      [(f.image, f.timestamp is None) for f in todo]))
             jobs: list[_WriteJob] = []
-            for frame, (faces, error) in zip(todo, detections):
+            for frame, (faces, error, side) in zip(todo, detections):
                 counts["processed"] += 1
+                for old in stale_faces.get(frame.stem, ()):  # processed before with other options: old faces go
+                    old.unlink(missing_ok=True)
                 if error:
                     skipped.append((frame.key, error))
                     smoother.reset()
                     continue
+                if not faces:
+                    no_face.append((frame.key, int(side)))
                 picked = []
                 for i, (face, distance) in enumerate(faces):
                     landmarks = face.landmarks
@@ -464,7 +520,7 @@ def extract_faces(
                 counts["rejected"] += result.rejected
                 counts["empty"] += result.written == 0
                 distances.extend(result.distances)
-                append_jsonl(journal_path, {"key": job.frame.key, "faces": result.written})
+                append_jsonl(journal_path, {"key": job.frame.key, "faces": result.written, "detect": fingerprint})
             bar.update(len(batch))
     finally:
         bar.close()
@@ -493,7 +549,22 @@ def extract_faces(
         seconds=time.perf_counter() - started,
         rejected=counts["rejected"],
         identity_distances=tuple(distances),
+        no_face=tuple(no_face),
     )
+
+
+def _faces_by_stem(out_dir: Path) -> dict[str, list[Path]]:
+    """Faces as extraction names them (``<frame stem>_<n>.jpg|png``) grouped by frame stem; curated renames
+    (a sort's rank prefix) do not match a frame stem and are kept."""
+    import re
+
+    pattern = re.compile(r"(.+)_\d+\.(jpg|jpeg|png)", re.IGNORECASE)
+    grouped: dict[str, list[Path]] = {}
+    for path in list_face_files(out_dir):
+        match = pattern.fullmatch(path.name)
+        if match:
+            grouped.setdefault(match.group(1), []).append(path)
+    return grouped
 
 
 def _crop_too_large(mat: np.ndarray, options: ExtractOptions, box: tuple[float, float, float, float]) -> bool:

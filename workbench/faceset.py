@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from .errors import MetadataError
+from .errors import MetadataError, WorkbenchError
 from .fileutil import atomic_path, atomic_write_json
 from .images import decode_image_bytes, to_uint8
 
@@ -77,6 +77,19 @@ class FaceMeta:
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: str | Path | None = None) -> FaceMeta:
         """Build from the stored JSON dict, migrating older schema versions; raises MetadataError."""
+        from .align import normalize_face_type
+        from .errors import ConfigError
+
+        if not isinstance(data, dict):
+            raise MetadataError(f"broken face metadata (a JSON {type(data).__name__} instead of an object)", path,
+                                "re-extract this face or move it out of the faceset")
+        try:
+            face_type = normalize_face_type(data["face_type"])
+        except ConfigError as exc:
+            raise MetadataError(f"unknown face type {data['face_type']!r} in the face metadata", path,
+                                "re-extract this face or move it out of the faceset") from exc
+        except KeyError:
+            face_type = None
         try:
             version = int(data.get("schema_version", 0))
             if version > SCHEMA_VERSION:
@@ -95,9 +108,14 @@ class FaceMeta:
                 )
             if not (np.isfinite(landmarks).all() and np.isfinite(matrix).all()):
                 raise ValueError("non-finite coordinates")
+            size = int(data["size"])
+            if size < 1:
+                raise ValueError(f"face size {size} px (must be >= 1)")
+            if face_type is None:
+                raise KeyError("face_type")
             return cls(
-                face_type=str(data["face_type"]),
-                size=int(data["size"]),
+                face_type=face_type,
+                size=size,
                 landmarks=landmarks,
                 source_landmarks=source_landmarks,
                 face_matrix=matrix,
@@ -164,7 +182,7 @@ def write_aligned_face(path: str | Path, image: np.ndarray, meta: FaceMeta, qual
     """Write an aligned face with embedded metadata, atomically (format from the suffix)."""
     path = Path(path)
     data = encode_aligned_face(image, meta, path.suffix, quality)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size_hint=len(data)) as tmp:
         tmp.write_bytes(data)
     return path
 
@@ -185,8 +203,9 @@ def _meta_from_payload(payload: str | None, path: Path) -> FaceMeta:
         raise MetadataError("no workbench metadata in this image", path, "only faces written by `workbench extract` carry it")
     try:
         data = json.loads(payload)[METADATA_KEY]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise MetadataError(f"corrupt workbench metadata ({exc})", path, "re-extract this face") from exc
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError) as exc:
+        raise MetadataError(f"corrupt workbench metadata ({exc.__class__.__name__}: {exc})", path,
+                            "re-extract this face or move it out of the faceset") from exc
     return FaceMeta.from_dict(data, path)
 
 
@@ -225,7 +244,12 @@ def load_aligned_face(path: str | Path) -> tuple[np.ndarray, FaceMeta]:
 def decode_aligned_face(data: bytes, name: str | Path = "<bytes>") -> tuple[np.ndarray, FaceMeta]:
     """Decode aligned-face bytes (as produced by :func:`encode_aligned_face`) to (image, metadata)."""
     meta = _read_meta(io.BytesIO(data), Path(name))
-    return decode_image_bytes(data, str(name)), meta
+    try:
+        image = decode_image_bytes(data, str(name))
+    except WorkbenchError as exc:  # a damaged JPEG: its header (and metadata) read fine, the pixels do not
+        raise MetadataError(f"the face image is damaged ({exc.message})", name,
+                            "re-extract this face or move it out of the faceset") from exc
+    return image, meta
 
 
 def list_face_files(folder: str | Path) -> list[Path]:
@@ -253,12 +277,20 @@ def scan_faceset(folder: str | Path, use_cache: bool = True) -> FacesetScan:
     faces: list[FaceRecord] = []
     broken: list[tuple[Path, str]] = []
     new_cache: dict[str, Any] = {}
+    real_folder = folder.resolve()
     for path in list_face_files(folder):
-        stat = path.stat()
-        key = [stat.st_size, stat.st_mtime_ns]
-        entry = cache.get(path.name)
+        if path.is_symlink() and path.resolve().parent != real_folder:
+            broken.append((path, "a link to a file outside the faceset folder (not followed)"))
+            continue
         try:
-            if entry is not None and entry.get("key") == key:
+            stat = path.stat()
+        except OSError as exc:  # a dangling link, or the file vanished during the scan
+            broken.append((path, f"cannot read the file ({exc.strerror})"))
+            continue
+        key = [stat.st_size, stat.st_mtime_ns]
+        entry = cache.get(path.name) if isinstance(cache, dict) else None
+        try:
+            if isinstance(entry, dict) and entry.get("key") == key:
                 meta = FaceMeta.from_dict(entry["meta"], path)
             else:
                 meta = read_face_meta(path)

@@ -134,6 +134,6 @@ def write_image(path: str | Path, image: np.ndarray, quality: int = 90) -> Path:
     """Write an RGB float/uint8 image (or an HW mask) atomically; the format follows the suffix."""
     path = Path(path)
     data = encode_image(image, path.suffix or ".png", quality)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size_hint=len(data)) as tmp:
         tmp.write_bytes(data)
     return path

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
+from .errors import ConfigError, MediaError, MetadataError
 from .faceset import FaceMeta, FaceRecord, load_aligned_face, move_to_trash, scan_faceset
 from .masks import hull_mask
 from .pose import estimate_pitch_yaw_roll
@@ -202,6 +202,20 @@ def score_faces(records: Sequence[FaceRecord], method: str, progress: bool = Tru
     return np.asarray(scores, dtype=np.float64)
 
 
+def decode_faces(records: Sequence[FaceRecord], progress: bool) -> tuple[list[FaceRecord], list[np.ndarray],
+                                                                       list[tuple[Path, str]]]:
+    """Decode every face once; a damaged file is reported by name and left where it is."""
+    good, images, broken = [], [], []
+    for record in tqdm(records, desc="read faces", unit="face", disable=not progress):
+        try:
+            images.append(load_aligned_face(record.path)[0])
+        except (MetadataError, MediaError) as exc:
+            broken.append((record.path, exc.message))
+            continue
+        good.append(record)
+    return good, images, broken
+
+
 def sort_faceset(
     folder: str | Path,
     method: str,
@@ -229,18 +243,20 @@ def sort_faceset(
         raise ConfigError("sorting by 'best' needs the number of faces to keep", folder, "pass keep=N (--keep N)")
     trash_dir = Path(trash_dir) if trash_dir is not None else folder.parent / f"{folder.name}_trash"
     scan = scan_faceset(folder)
-    records = list(scan.faces)
+    # Decode every face once up front, so a damaged file is skipped by name instead of stopping the sort.
+    records, images, damaged = decode_faces(scan.faces, progress)
+    broken = list(scan.broken) + damaged
     scores = np.zeros(len(records))
     if method == "hist":
-        hists = [histogram(load_aligned_face(r.path)[0]) for r in tqdm(records, desc="histograms", disable=not progress)]
+        hists = [histogram(image) for image in images]
         order = histogram_chain(hists)
     elif method == "best":
-        quality = score_faces(records, "blur", progress)
+        quality = np.asarray([SCORES["blur"][0](image, r.meta) for image, r in zip(images, records)], np.float64)
         poses = np.array([estimate_pitch_yaw_roll(r.meta.landmarks, r.meta.size) for r in records]).reshape(-1, 3)
         order = best_selection(poses[:, 1], poses[:, 0], quality, int(keep))
         scores = quality
     else:
-        scores = score_faces(records, method, progress)
+        scores = np.asarray([SCORES[method][0](image, r.meta) for image, r in zip(images, records)], np.float64)
         descending = SCORES[method][1]
         order = list(np.argsort(-scores if descending else scores, kind="stable"))
     rejected = set()
@@ -263,4 +279,4 @@ def sort_faceset(
             os.replace(tmp, final)
         kept_paths = [final for _, final in staged]
     return SortResult(method, tuple(kept_paths), tuple(trashed), tuple(float(scores[i]) for i in kept_order),
-                      scan.broken)
+                      tuple(broken))

@@ -24,10 +24,10 @@ from typing import Any
 
 from ..errors import ConfigError, ProjectError, TrainingError, WorkbenchError
 from ..project import Project
+from ..train.runs import RUN_NAME_RE  # one rule for run names: the library's
 
 log = logging.getLogger("workbench.app")
 SIDES = ("src", "dst")
-RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def error_text(exc: BaseException) -> str:
@@ -109,6 +109,23 @@ def _safe_file_name(name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "upload"
     suffix = re.sub(r"[^A-Za-z0-9.]+", "", suffix).lower()
     return f"{stem[:80]}{suffix}"
+
+
+def _uploaded_file(ctx: Any, upload: str) -> Path:
+    """An uploaded file as Gradio stored it; any other server path (``/etc/passwd``, a file of another user) is
+    refused, since a callback called directly could otherwise copy it into the project."""
+    from gradio.utils import get_upload_folder
+
+    from ..errors import MediaError
+
+    source = Path(upload).expanduser().resolve()
+    allowed = (Path(get_upload_folder()).resolve(), Path(ctx.workspace).resolve())
+    if not any(root == source or root in source.parents for root in allowed):
+        raise ProjectError("this file was not uploaded through the page", Path(upload).name,
+                           "upload the file with the upload box")
+    if not source.is_file():
+        raise MediaError("the uploaded file is missing", Path(upload).name, "upload it again")
+    return source
 
 
 def _child(project: Project, folder: Path, name: str) -> Path:

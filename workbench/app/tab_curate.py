@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ProjectError
+from ..errors import ConfigError, ProjectError, WorkbenchError
 from ..images import is_image_path, read_image, to_uint8
 from ..project import Project
 from . import texts
@@ -33,17 +33,24 @@ def _gallery_order(records: list, order: str) -> tuple[list[int], list[float | N
         vals = [r.meta.identity_distance for r in records]
         idx = sorted(range(n), key=lambda i: (vals[i] is None, vals[i] or 0.0))
         return idx, vals
-    if order == "similarity":
-        from ..faceset import load_aligned_face
-
-        hists = [sort.histogram(load_aligned_face(r.path)[0]) for r in records]
-        return sort.histogram_chain(hists), [None] * n
-    if order not in sort.SCORES:
+    if order != "similarity" and order not in sort.SCORES:
         raise ConfigError(f"unknown order {order!r}", hint=f"choose one of {', '.join(GALLERY_ORDERS)}")
-    scores = sort.score_faces(records, order, progress=False)
-    descending = sort.SCORES[order][1]
+    # A face whose pixels do not decode (a damaged JPEG) goes last, unscored, instead of failing the gallery.
+    good, images, _ = sort.decode_faces(records, progress=False)
+    position = {id(r): i for i, r in enumerate(records)}
+    ok = [position[id(r)] for r in good]
+    decoded = set(ok)
+    rest = [i for i in range(n) if i not in decoded]
+    if order == "similarity":
+        chain = sort.histogram_chain([sort.histogram(image) for image in images]) if images else []
+        return [ok[j] for j in chain] + rest, [None] * n
+    fn, descending = sort.SCORES[order]
+    scores = np.asarray([fn(image, r.meta) for image, r in zip(images, good)], np.float64)
     idx = list(np.argsort(-scores if descending else scores, kind="stable"))
-    return [int(i) for i in idx], [float(s) for s in scores]
+    values: list[float | None] = [None] * n
+    for i, s in zip(ok, scores):
+        values[i] = float(s)
+    return [ok[int(j)] for j in idx] + rest, values
 
 
 def _thumbnail(path: Path, meta: Any, landmarks: bool, mask: bool) -> np.ndarray:
@@ -84,7 +91,10 @@ def face_gallery(root: str, side: str = "src", order: str = "file", show_landmar
         rec = records[i]
         caption = rec.path.name if scores[i] is None else f"{rec.path.name} · {scores[i]:.3g}"
         if show_landmarks or show_mask:
-            items.append((_thumbnail(rec.path, rec.meta, show_landmarks, show_mask), caption))
+            try:
+                items.append((_thumbnail(rec.path, rec.meta, show_landmarks, show_mask), caption))
+            except WorkbenchError as exc:  # a damaged face: named in its caption, the gallery still shows
+                items.append((str(rec.path), f"{rec.path.name} · unreadable: {exc.message}"))
         else:
             items.append((str(rec.path), caption))
     names = [records[i].path.name for i in chosen]

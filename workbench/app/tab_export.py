@@ -22,9 +22,12 @@ def export_project_video(project: Project, name: str, *, run: str | None = None,
                          overwrite: bool = False, crf: int = 18, progress: bool = True) -> Path:
     """Merged frames -> ``output/<name>`` with the destination's audio and provenance (as ``workbench export``)."""
     from ..export import describe_model, export_project
+    from ..merge import merged_models
 
+    # The model recorded by the merge names the frames' maker; the selected run only when nothing was recorded.
+    described = describe_model(project, None if merged_models(project) or not run else run)
     path, _ = export_project(project, output=_safe_file_name(name) if name else None, label_synthetic=bool(label),
-                             overwrite=bool(overwrite), crf=int(crf), model=describe_model(project, run),
+                             overwrite=bool(overwrite), crf=int(crf), model=described,
                              progress=progress)
     return path
 

@@ -10,7 +10,18 @@ from typing import Any
 from ..errors import ConfigError, MediaError, WorkbenchError
 from ..images import is_image_path, read_image
 from ..project import Project
-from .common import SIDES, _check_side, _child, _progress, _project, _safe_file_name, _toast, _update, guarded
+from .common import (
+    SIDES,
+    _check_side,
+    _child,
+    _progress,
+    _project,
+    _safe_file_name,
+    _toast,
+    _update,
+    _uploaded_file,
+    guarded,
+)
 from .context import AppContext
 from .tab_curate import face_gallery
 from .tab_project import project_overview
@@ -42,7 +53,7 @@ def upload_reference(ctx: AppContext, root: str, upload: str | None) -> dict[str
     project = _project(root)
     if not upload:
         raise MediaError("no photo was uploaded")
-    source = Path(upload)
+    source = _uploaded_file(ctx, upload)
     if not is_image_path(source):
         raise MediaError("the reference must be a photo (jpg, png, webp)", source.name)
     read_image(source)

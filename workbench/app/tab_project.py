@@ -22,6 +22,7 @@ from .common import (
     _project,
     _safe_file_name,
     _update,
+    _uploaded_file,
     error_text,
     guarded,
 )
@@ -184,7 +185,7 @@ def upload_media(ctx: AppContext, root: str, side: str, upload: str | None) -> d
     side = _check_side(side)
     if not upload:
         raise MediaError("no file was uploaded")
-    source = Path(upload)
+    source = _uploaded_file(ctx, upload)
     if source.stat().st_size > ctx.max_upload_mb * 1024 * 1024:
         raise MediaError(f"the file is larger than the upload limit ({ctx.max_upload_mb} MB)", source.name)
     if source.stat().st_size == 0:

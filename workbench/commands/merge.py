@@ -73,8 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def find_run(models_dir: Path, name: str | None) -> Path:
     """The run folder to merge with: ``name``, or the most recently updated run in ``models_dir``."""
+    from ..train.runs import run_folder
+
     if name:
-        run_dir = models_dir / name
+        run_dir = run_folder(models_dir, name)  # a plain name, checked before anything is read or written
         if not run_dir.is_dir():
             known = sorted(d.name for d in models_dir.iterdir() if d.is_dir()) if models_dir.is_dir() else []
             raise MergeError(f"no training run named '{name}'", run_dir,

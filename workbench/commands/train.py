@@ -33,6 +33,26 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected y/n, got {text!r}")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train the face-swap model (foreground, or --background)",
@@ -44,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="starting options: tiny (demo, CPU), quick (Quick96), saehd (SAEHD defaults); default tiny "
                    "for a new run, the run's own options for --resume")
     p.add_argument("--run", default=None, help="run name under PROJECT/models (default: the preset name)")
-    p.add_argument("--steps", type=int, default=None, help="train this many more steps, then stop")
-    p.add_argument("--minutes", type=float, default=None, help="train this many minutes, then stop")
+    p.add_argument("--steps", type=_positive_int, default=None, help="train this many more steps (>= 1), then stop")
+    p.add_argument("--minutes", type=_positive_float, default=None, help="train this many minutes (> 0), then stop")
     p.add_argument("--resume", action="store_true", help="continue an existing run (required if it has a checkpoint)")
     p.add_argument("--background", action="store_true", help="train in a detached background process and return")
     p.add_argument("--src", default=None, help="src faceset folder (default PROJECT/aligned/src)")
@@ -87,10 +107,10 @@ def _project_models(folder: str) -> Path:
 
 
 def _pick_run(models: Path, name: str | None) -> Path:
-    from ..train.runs import list_runs
+    from ..train.runs import list_runs, run_folder
 
     if name:
-        run_dir = models / name
+        run_dir = run_folder(models, name)
         if not run_dir.is_dir():
             raise TrainingError(f"no run named '{name}'", models, "list runs with `workbench train-status PROJECT`")
         return run_dir
@@ -104,12 +124,12 @@ def run(args: argparse.Namespace) -> int:
     from ..project import Project
     from ..train import prepare_run, preset, read_run_config, start
     from ..train.foreground import run_config
-    from ..train.runs import checkpoint_path
+    from ..train.runs import checkpoint_path, run_folder
 
     project = Project.open(args.project)
-    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     run_name = args.run or args.preset or "tiny"
-    run_dir = project.models_dir / run_name
+    run_dir = run_folder(project.models_dir, run_name)  # a plain name, checked before anything is written
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     has_ckpt = checkpoint_path(run_dir).exists()
     if has_ckpt and not args.resume:
         raise TrainingError(f"run '{run_name}' already has a trained model", run_dir,
@@ -152,7 +172,7 @@ def run_status(args: argparse.Namespace) -> int:
     from ..train.runs import list_runs, read_status
 
     models = _project_models(args.project)
-    runs = [read_status(models / args.run)] if args.run else list_runs(models)
+    runs = [read_status(_pick_run(models, args.run))] if args.run else list_runs(models)
     if not runs:
         print("no training runs yet")
         return 0
@@ -171,10 +191,18 @@ def run_command(args: argparse.Namespace) -> int:
     from ..train.runs import read_status, send_command
 
     run_dir = _pick_run(_project_models(args.project), args.run)
+    status = read_status(run_dir)
+    starting = status.state == "starting" and status.updated is not None and time.time() - status.updated < 120
+    if not status.alive and not starting:
+        # Nobody would read the file: refuse instead of leaving a command for a trainer that never comes.
+        state = "crashed (process gone)" if status.stale else status.state
+        raise TrainingError(f"no trainer is running on run '{run_dir.name}' (state: {state}, step {status.step}); "
+                            f"'{args.command}' was not sent", run_dir,
+                            f"start or resume it with `workbench train {args.project} --run {run_dir.name} --resume`")
     send_command(run_dir, args.command)
     print(f"sent '{args.command}' to {run_dir.name}")
     expected = {"pause": "paused", "resume": "running", "stop": "stopped"}.get(args.command)
-    deadline = time.monotonic() + args.wait
+    deadline = time.monotonic() + max(args.wait, 0.0)
     while expected and time.monotonic() < deadline:
         status = read_status(run_dir)
         if status.state == expected or not status.alive:

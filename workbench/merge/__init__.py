@@ -44,7 +44,7 @@ from .face import (
     refine_mask,
     scale_about_centre,
 )
-from .project import STATE_FILE, MergeSummary, landmarks_by_frame, merge_project, predict_many
+from .project import STATE_FILE, MergeSummary, landmarks_by_frame, merge_project, merged_models, predict_many
 from .settings import (
     FIELD_HELP,
     INT_RANGES,
@@ -77,6 +77,7 @@ __all__ = [
     "MergeSettings", "MergeSummary", "Prediction", "Predictor", "RangeOverride", "Segmenter", "adapt_to_predictor",
     "apply_color_transfer", "bicubic_degrade", "blursharpen", "color_transfer_names", "crop_for_model", "denoise",
     "flicker_metric", "landmarks_by_frame", "linear_motion_blur", "merge_face", "merge_frame", "merge_project",
+    "merged_models",
     "motion_blur_kernel_size", "motion_vectors", "predict_many", "reduce_colors", "refine_mask",
     "scale_about_centre", "seamless_mask", "smooth_landmark_tracks",
 ]

@@ -152,6 +152,24 @@ def _composite(job: _Job, segment: Segmenter | None, super_resolution: Enhancer 
     return job.index, to_uint8(img), out_u8, mask_u8
 
 
+def merged_models(project: Any, files: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The models (``{"run": name, "step": n}``) that made the merged frames, per the merged frames' index.
+
+    ``files``: only these merged file names (default all). The last record of each file counts; frames merged
+    by a model without a record (a plain callable) are left out.
+    """
+    latest: dict[str, Any] = {}
+    for row in read_jsonl(Path(project.merged_dir) / STATE_FILE):
+        if isinstance(row, dict) and isinstance(row.get("file"), str):
+            latest[row["file"]] = row.get("model")
+    wanted = latest if files is None else {f: latest.get(f) for f in files}
+    out: list[dict[str, Any]] = []
+    for model in wanted.values():
+        if isinstance(model, dict) and model not in out:
+            out.append(model)
+    return out
+
+
 def merge_project(
     project: Any,
     predict: Predictor,
@@ -221,7 +239,10 @@ def merge_project(
     merged_dir, masks_dir = project.merged_dir, project.merged_masks_dir
     masks_dir.mkdir(parents=True, exist_ok=True)
     state_path = merged_dir / STATE_FILE
-    done_state = {row.get("file"): row.get("settings") for row in read_jsonl(state_path)} if resume else {}
+    # The merged frames' index: per file, the settings fingerprint and the model (run, step) that made it.
+    model = getattr(predict, "provenance", None)
+    done_state = {row.get("file"): (row.get("settings"), row.get("model"))
+                  for row in read_jsonl(state_path) if isinstance(row, dict)} if resume else {}
 
     jobs: list[_Job] = []
     resumed = 0
@@ -231,7 +252,7 @@ def merge_project(
         out_path, mask_path = merged_dir / name, masks_dir / name
         lms = faces.get(e.index, [])
         fp = settings.fingerprint() if lms else "copy"
-        if resume and out_path.is_file() and mask_path.is_file() and done_state.get(name, fp) == fp:
+        if resume and out_path.is_file() and mask_path.is_file() and done_state.get(name, (fp, model)) == (fp, model):
             resumed += 1
             continue
         m = motions.get(e.index)
@@ -259,7 +280,8 @@ def merge_project(
         else:
             no_face += 1
         append_jsonl(state_path, {"file": job.out_path.name,
-                                  "settings": job.settings.fingerprint() if job.landmarks else "copy"})
+                                  "settings": job.settings.fingerprint() if job.landmarks else "copy",
+                                  "model": model})
         bar.update(1)
 
     try:

@@ -321,7 +321,8 @@ class MergeConfig:
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
-            raise ConfigError(exc.message, path, exc.hint) from exc
+            raise ConfigError(exc.message, path, exc.hint or "fix the value named above, or delete the file to "
+                              "start from the defaults") from exc
 
 
 def adapt_to_predictor(config: MergeConfig, predict: Any) -> MergeConfig:

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from ..errors import TrainingError
-from ..fileutil import atomic_path
+from ..errors import DiskFullError, TrainingError
+from ..fileutil import atomic_path, disk_full_error
 from .options import MODEL_FIELDS
 
 SCHEMA_VERSION = 1
@@ -41,11 +41,15 @@ LOSS_HISTORY_KEEP = 10_000
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
     """Write ``checkpoint`` atomically (temp file + fsync + rename + directory fsync)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+    except DiskFullError as exc:
+        # The old checkpoint is untouched; say how much the new one needs (its tensors, a close estimate).
+        raise disk_full_error(path.parent, _tensor_bytes(checkpoint)) from exc
     with contextlib.suppress(OSError, AttributeError):  # make the rename itself durable (POSIX)
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -53,6 +57,16 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
         finally:
             os.close(fd)
     return path
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def _migrate_v0(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -104,12 +118,16 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
         path = path / "checkpoints" / "latest.pt" if (path / "checkpoints").is_dir() else path / "latest.pt"
     if not path.is_file():
         raise TrainingError("no checkpoint found", path, "train the model first (it saves checkpoints/latest.pt)")
+    if path.stat().st_size == 0:
+        raise TrainingError("the checkpoint file is empty (0 bytes)", path, _restore_hint(path))
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        # torch's own text talks about zip internals and flags; say what it means for the user instead.
         raise TrainingError(
-            f"the checkpoint cannot be read ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})", path,
-            f"restore a copy from {path.parent / 'backups'} or start a new run",
+            f"the checkpoint cannot be read: truncated or corrupt ({path.stat().st_size} bytes, not a complete "
+            "checkpoint archive)",
+            path, _restore_hint(path),
         ) from exc
     except Exception as exc:  # weights_only refuses pickled objects with an UnpicklingError
         raise TrainingError(f"not a safe workbench checkpoint ({exc.__class__.__name__})", path,
@@ -119,6 +137,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     if ckpt.get("kind", KIND) != KIND:
         raise TrainingError(f"this file is a {ckpt.get('kind')!r}, not a training checkpoint", path)
     return migrate(ckpt, path)
+
+
+def _restore_hint(path: Path) -> str:
+    """Where a good copy is, if there is one; never a folder that does not exist."""
+    backups = sorted(path.parent.glob("backups/step_*.pt"))
+    if backups:
+        return f"copy the newest backup {backups[-1]} over {path.name}, then --resume"
+    return ("no backup copies exist (autobackup_every was off): delete this file and train again, "
+            "or start another run with --run NEW_NAME")
 
 
 def config_mismatch(ckpt: dict[str, Any], options: Any) -> list[tuple[str, Any, Any]]:

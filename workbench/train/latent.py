@@ -28,7 +28,12 @@ from .checkpoint import load_checkpoint
 def _device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    from .trainer import resolve_device  # the same checks and message as training (no CUDA here, ...)
+
+    try:
+        return resolve_device(str(device))
+    except RuntimeError as exc:  # torch's own text for an unknown device string
+        raise TrainingError(f"unknown device {str(device)!r}", hint="use cpu, cuda, cuda:N, mps or auto") from exc
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu"):
@@ -42,6 +47,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu"):
     """
     from ..models import ModelConfig, build_model
 
+    target = _device(device)  # refuse a missing device before reading a large checkpoint
     ckpt = load_checkpoint(run_dir, map_location="cpu")
     config = ModelConfig.from_dict(ckpt["model_config"])
     model = build_model(config)
@@ -49,7 +55,8 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu"):
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise TrainingError(f"checkpoint weights do not fit the model ({str(exc).splitlines()[0]})", run_dir) from exc
-    model.to(_device(device)).eval()
+    model.checkpoint_step = int(ckpt.get("step", 0))  # provenance: which training step made the merged frames
+    model.to(target).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model, config
@@ -97,6 +104,8 @@ class Predictor:
         self.config = config
         self.resolution = int(config.resolution)
         self.face_type = config.face_type
+        self.step = getattr(model, "checkpoint_step", None)
+        self.provenance: dict[str, Any] | None = None
         self.autocast_dtype = _inference_dtype(next(model.parameters()).device, precision)
 
     @torch.inference_mode()
@@ -121,7 +130,12 @@ def load_predictor(run_dir: str | Path, device: str | torch.device = "cpu", prec
     support, or a CPU with AVX-512 BF16 / AMX; fp32 elsewhere). bf16 changes pixels by about 1/255.
     """
     model, config = load_model(run_dir, device)
-    return Predictor(model, config, precision)
+    predictor = Predictor(model, config, precision)
+    path = Path(run_dir)
+    run = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else path
+    # What made the merged frames, recorded by the merger and named by export's provenance.
+    predictor.provenance = {"run": run.name, "step": predictor.step}
+    return predictor
 
 
 def _inference_dtype(device: torch.device, precision: str) -> torch.dtype | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 from ..fileutil import atomic_write_json, read_jsonl
 
 CONFIG_NAME = "config.json"
@@ -43,13 +44,42 @@ BACKUPS_DIR = "backups"
 CONFIG_SCHEMA_VERSION = 1
 
 COMMANDS = ("pause", "resume", "save", "preview", "stop")
-STATES = ("new", "starting", "running", "paused", "saving", "stopped", "error", "finished")
+STATES = ("new", "starting", "running", "paused", "saving", "stopped", "error", "finished", "corrupt")
+# A run name is one plain folder name: it can never climb out of PROJECT/models or name an absolute path.
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# start() hands its held run lock to the child trainer through this inherited file descriptor.
+LOCK_FD_ENV = "WORKBENCH_RUN_LOCK_FD"
 ACTIVE_STATES = frozenset({"starting", "running", "paused", "saving"})
 
 
 # ----------------------------------------------------------------------------------------------
 # paths
 # ----------------------------------------------------------------------------------------------
+def check_run_name(name: str) -> str:
+    """Return ``name`` if it is a plain run name (letters, digits, ``-_.``, up to 64); else raise ConfigError.
+
+    Checked before anything touches the disk, so ``../../elsewhere`` or ``/abs/path`` never become run folders.
+    """
+    text = str(name)
+    if not RUN_NAME_RE.match(text) or text in (".", ".."):
+        raise ConfigError(f"invalid run name {text!r}: a run name is a plain folder name", hint=(
+            "use letters, digits, '-', '_' or '.' (up to 64, starting with a letter or digit); "
+            "runs always live in PROJECT/models/"))
+    return text
+
+
+def run_folder(models_dir: str | Path, name: str) -> Path:
+    """``PROJECT/models/name`` for a checked plain run name; refused if a link (the run folder or ``models``
+    itself) makes it leave the project."""
+    models_dir = Path(models_dir)
+    path = models_dir / check_run_name(name)
+    project_root = models_dir.absolute().parent.resolve()
+    if project_root not in path.resolve().parents:
+        raise ConfigError(f"run folder '{name}' is a link that leaves the project", path,
+                          "replace the link by a real folder inside PROJECT/models")
+    return path
+
+
 def checkpoint_path(run_dir: str | Path) -> Path:
     """``RUN/checkpoints/latest.pt``."""
     return Path(run_dir) / CHECKPOINTS_DIR / LATEST_CKPT
@@ -112,16 +142,19 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
                             "start runs with `workbench train` or workbench.train.start()") from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise TrainingError(f"cannot read config.json ({exc})", path, "fix or delete the file") from exc
-    version = int(data.get("schema_version", 0))
+    try:
+        version = int(data.get("schema_version", 0))
+        options = TrainOptions.from_dict(data.get("options", {}))
+        src_dir, dst_dir = Path(data["src_dir"]), Path(data["dst_dir"])
+        pretrained = Path(data["pretrained"]) if data.get("pretrained") else None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise TrainingError(f"config.json is incomplete or malformed ({exc.__class__.__name__}: {exc})", path,
+                            "delete it and start the run again (its checkpoint is kept)") from exc
     if version > CONFIG_SCHEMA_VERSION:
         raise TrainingError(f"config.json has schema {version}, newer than this workbench ({CONFIG_SCHEMA_VERSION})",
                             path, "upgrade the workbench package")
-    return RunConfig(
-        options=TrainOptions.from_dict(data.get("options", {})),
-        src_dir=Path(data["src_dir"]), dst_dir=Path(data["dst_dir"]),
-        pretrained=Path(data["pretrained"]) if data.get("pretrained") else None,
-        max_steps=data.get("max_steps"), max_seconds=data.get("max_seconds"),
-    )
+    return RunConfig(options=options, src_dir=src_dir, dst_dir=dst_dir, pretrained=pretrained,
+                     max_steps=data.get("max_steps"), max_seconds=data.get("max_seconds"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,6 +203,8 @@ class RunStatus:
 
     def summary(self) -> str:
         """One human line, e.g. for a CLI or a Gradio label."""
+        if self.state == "corrupt":
+            return f"{self.name}: corrupt ({self.last_error})"
         state = "crashed (process gone)" if self.stale else self.state
         parts = [f"{self.name}: {state}", f"step {self.step}"]
         if self.target_steps:
@@ -212,14 +247,26 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def read_status(run_dir: str | Path) -> RunStatus:
     """Read ``RUN/status.json`` (state "new" when there is none yet)."""
     run_dir = Path(run_dir)
-    data = _read_json(run_dir / STATUS_NAME) or {}
+    path = run_dir / STATUS_NAME
+    data = _read_json(path)
     running_pid = trainer_pid(run_dir)
+    if data is None and path.exists() or data is not None and not isinstance(data, dict):
+        # Unreadable or not an object: say so, never "new, step 0" for a run that may be well trained.
+        return RunStatus(run_dir=run_dir, state="corrupt", alive=running_pid is not None,
+                         last_error=f"status.json is corrupt or unreadable [{path}]; a running trainer rewrites it, "
+                         "else delete it (the checkpoint is kept)")
+    data = data or {}
     pid = data.get("pid")
     known = {f for f in RunStatus.__dataclass_fields__}
     values = {k: v for k, v in data.items() if k in known and k not in ("run_dir", "alive")}
-    values["losses"] = MappingProxyType(dict(values.get("losses") or {}))
-    values["metrics"] = MappingProxyType(dict(values.get("metrics") or {}))
-    values["collapse_events"] = tuple(values.get("collapse_events") or ())
+    try:
+        values["losses"] = MappingProxyType(dict(values.get("losses") or {}))
+        values["metrics"] = MappingProxyType(dict(values.get("metrics") or {}))
+        values["collapse_events"] = tuple(values.get("collapse_events") or ())
+        values["step"] = int(values.get("step") or 0)
+    except (TypeError, ValueError):
+        return RunStatus(run_dir=run_dir, state="corrupt", alive=running_pid is not None,
+                         last_error=f"status.json has malformed fields [{path}]")
     alive = running_pid is not None or (pid is not None and _lock_unsupported() and _pid_alive(pid))
     return RunStatus(run_dir=run_dir, alive=alive, **values)
 
@@ -327,8 +374,26 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_NAME
         self._fd: int | None = None
 
+    def _adopt_inherited(self) -> int | None:
+        """The lock fd handed down by :func:`start` (already locked by the launcher), if it is this file's."""
+        value = os.environ.pop(LOCK_FD_ENV, None)
+        if value is None or not value.isdigit():
+            return None
+        fd = int(value)
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except OSError:
+            return None
+        return fd if same else None
+
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        inherited = self._adopt_inherited()
+        if inherited is not None:
+            os.ftruncate(inherited, 0)
+            os.pwrite(inherited, str(os.getpid()).encode(), 0)  # the offset is shared with the launcher
+            self._fd = inherited
+            return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             import fcntl
@@ -344,7 +409,7 @@ class RunLock:
                 "stop it first (workbench train-cmd PROJECT stop, or send_command(run_dir, 'stop')), or use another --run name",
             ) from exc
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
@@ -426,6 +491,7 @@ class TrainerHandle:
 def prepare_run(
     run_dir: str | Path, options: Any, *, src: str | Path | None = None, dst: str | Path | None = None,
     pretrained: str | Path | None = None, max_steps: int | None = None, max_seconds: float | None = None,
+    _lock_held: bool = False,
 ) -> RunConfig:
     """Check the inputs and write ``RUN/config.json`` (shared by :func:`start` and the foreground CLI).
 
@@ -437,7 +503,13 @@ def prepare_run(
     from .data import check_faceset_folder
 
     run_dir = Path(run_dir)
-    pid = trainer_pid(run_dir)
+    if max_steps is not None and (isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1):
+        raise ConfigError(f"the number of steps must be a whole number >= 1, got {max_steps!r}", run_dir,
+                          "pass --steps N with N >= 1, or leave it out to train until stopped")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ConfigError(f"the time limit must be > 0, got {max_seconds!r}", run_dir,
+                          "pass --minutes M with M > 0, or leave it out")
+    pid = None if _lock_held else trainer_pid(run_dir)
     if pid is not None:
         raise TrainingError(
             f"a trainer is already running on this run folder (pid {pid})", run_dir,
@@ -492,8 +564,27 @@ def start(
         A :class:`TrainerHandle` (``pid``, ``is_alive()``, ``wait()``, ``status()``, ``stop()``).
     """
     run_dir = Path(run_dir).resolve()
-    prepare_run(run_dir, options, src=src, dst=dst, pretrained=pretrained, max_steps=max_steps, max_seconds=max_seconds)
-    previous = _read_json(run_dir / STATUS_NAME) or {}
+    # Hold the run lock from the checks until the child trainer owns it: two launches at the same instant
+    # cannot both pass the "already running" check. One process inherits the locked descriptor itself.
+    launch_lock = RunLock(run_dir)
+    launch_lock.acquire()
+    try:
+        if nproc < 1 or options.batch_size % nproc:
+            raise TrainingError(f"batch size {options.batch_size} does not split over {nproc} processes",
+                                hint=f"use a batch size that is a multiple of {nproc}")
+        return _start_locked(run_dir, options, launch_lock, src=src, dst=dst, pretrained=pretrained,
+                             max_steps=max_steps, max_seconds=max_seconds, env=env, nproc=nproc)
+    finally:
+        launch_lock.release()
+
+
+def _start_locked(run_dir: Path, options: Any, lock: RunLock, *, src: str | Path | None, dst: str | Path | None,
+                  pretrained: str | Path | None, max_steps: int | None, max_seconds: float | None,
+                  env: dict[str, str] | None, nproc: int) -> TrainerHandle:
+    prepare_run(run_dir, options, src=src, dst=dst, pretrained=pretrained, max_steps=max_steps,
+                max_seconds=max_seconds, _lock_held=True)
+    previous = _read_json(run_dir / STATUS_NAME)
+    previous = previous if isinstance(previous, dict) else {}
     write_status(run_dir, {**{k: v for k, v in previous.items() if k in ("step", "collapse_events")},
                            "state": "starting", "pid": None, "last_error": None, "started": time.time()})
     child_env = dict(os.environ)
@@ -507,15 +598,22 @@ def start(
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
     else:
         kwargs["start_new_session"] = True
-    if nproc < 1 or options.batch_size % nproc:
-        raise TrainingError(f"batch size {options.batch_size} does not split over {nproc} processes",
-                            hint=f"use a batch size that is a multiple of {nproc}")
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
+    if nproc == 1 and lock._fd is not None and os.name != "nt":
+        # torchrun would hold the inherited lock in its launcher, so only a direct child adopts it.
+        child_env[LOCK_FD_ENV] = str(lock._fd)
+        kwargs["pass_fds"] = (lock._fd,)
+    else:
+        child_env.pop(LOCK_FD_ENV, None)
+        lock.release()
     with open(run_dir / LOG_NAME, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, *launcher, "-m", "workbench.train", str(run_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env, close_fds=True, **kwargs,
         )
+    if lock._fd is not None:
+        os.ftruncate(lock._fd, 0)
+        os.pwrite(lock._fd, str(process.pid).encode(), 0)  # the child owns the lock now; report its pid
     return TrainerHandle(run_dir, process)
 
 

@@ -291,6 +291,9 @@ class Trainer:
         self._stop = self._save_req = self._preview_req = self.paused = False
         self.state = "starting"
         self.notes: list[str] = []
+        banks = (self.data.src,) if self.data.dst is self.data.src else (self.data.src, self.data.dst)
+        for bank in banks:  # files with broken metadata or pixels: named, skipped, training goes on
+            self.notes += [f"skipped {path.name} ({bank.folder.name}): {why}" for path, why in bank.broken]
         self.last_metrics: dict[str, Any] = {}
         self.ranks_in_sync: bool | None = None
         self.session_limit_step: int | None = None

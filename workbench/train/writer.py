@@ -38,8 +38,9 @@ class RunDirWriter(Callback):
         self.preview_step: int | None = None
         self.last_error: str | None = None
         self.metrics: dict[str, Any] = {}
-        previous = _read_json(self.run_dir / STATUS_NAME) or {}
-        self._started = previous.get("started") or self._started
+        previous = _read_json(self.run_dir / STATUS_NAME)
+        if isinstance(previous, dict):  # a corrupt status.json is simply rewritten
+            self._started = previous.get("started") or self._started
 
     # -- status -------------------------------------------------------------------------------------
     def status(self, trainer: Trainer, state: str | None = None) -> dict[str, Any]:
@@ -147,6 +148,10 @@ class ProgressLine(Callback):
             self._last = now
             self.stream.write("\r" + self._line(trainer) + "   ")
             self.stream.flush()
+
+    def on_start(self, trainer: Trainer) -> None:
+        for note in trainer.notes:
+            self.stream.write(f"{note}\n")
 
     def on_event(self, trainer: Trainer, event: dict[str, Any]) -> None:
         if event["kind"] in ("skip", "rollback", "save_refused"):
