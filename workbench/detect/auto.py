@@ -5,8 +5,9 @@ first and alone whenever it finds a face: on such frames the combined engine cos
 finds nothing (a turned or tilted head, a small face, a sideways photo), the fallback detector runs: YuNet when
 the optional ``yuface`` wheel is installed, else MTCNN. Its tilted faces are fitted upright
 (:func:`.calibrated.fit_landmarks`), and if it finds nothing either, the frame is turned by 90, 270 and 180
-degrees (DeepFaceLab's rotation-search order) and searched again. Every fallback candidate must pass the
-false-face guard (:mod:`.guard`): YuNet alone scores dog faces 0.66-0.85; guarded, ``dogs.jpg`` gives no face.
+degrees (DeepFaceLab's rotation-search order) and searched again for faces of at least
+:data:`ROTATED_MIN_SIZE` px under the guard's strict thresholds. Every fallback candidate must pass the false-face guard (:mod:`.guard`): YuNet
+alone scores dog faces 0.66-0.85; guarded, ``dogs.jpg`` gives no face.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from .dlib_engines import DlibHogEngine
 
 FALLBACKS = ("yunet", "mtcnn")
 SEARCH_ROTATIONS = (90, 270, 180)
+# The rotation search is for sideways or upside-down frames (a phone held the wrong way), whose faces are big.
+# Small faces found only in a turned frame are mostly not worth the risk: dogs.jpg holds a ~40 px printed face
+# on a magazine cover lying sideways, which MTCNN and YuNet both find (O-Net: 0.999) once the photo is turned
+# 90 degrees. Turned passes therefore keep only faces at least this many pixels wide.
+ROTATED_MIN_SIZE = 64
 
 
 def default_fallback() -> str:
@@ -81,14 +87,15 @@ class AutoEngine:
         height, width = frame.shape[:2]
         for rotation in SEARCH_ROTATIONS:
             turned = np.ascontiguousarray(rotate_image(frame, rotation))
-            found = self._fallback(turned, detect_max_side)
+            found = [f for f in self._fallback(turned, detect_max_side, strict=True)
+                     if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= ROTATED_MIN_SIZE]
             if found:
                 return [Found(unrotate_box(f.box, rotation, width, height), f.score,
                               unrotate_points(f.landmarks, rotation, width, height).astype(np.float32),
                               f.engine, rotation) for f in found]
         return []
 
-    def _fallback(self, frame: np.ndarray, detect_max_side: int | None) -> list[Found]:
+    def _fallback(self, frame: np.ndarray, detect_max_side: int | None, strict: bool = False) -> list[Found]:
         calibration = self.fallback.calibration
         return [Found(calibration.apply(f.box), f.score, f.landmarks, f.engine, f.rotation)
-                for f in self.fallback.find(frame, detect_max_side=detect_max_side)]
+                for f in self.fallback.find(frame, detect_max_side=detect_max_side, strict=strict)]
