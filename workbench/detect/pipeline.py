@@ -229,7 +229,7 @@ def select_faces(
                 "select_faces needs the frame (image=...) to compare faces with a reference embedding"
             )
         if embedder is None:
-            from .identity import face_embedding as embedder
+            from ..identity import face_embedding as embedder
         reference = np.asarray(reference, dtype=np.float32).ravel()
         chosen = []
         for face in faces:
