@@ -218,10 +218,14 @@ class FlowStabilizer:
             error = np.abs(carried_dst - dst).mean(axis=2)
             error = cv2.GaussianBlur(error, (0, 0), 2.0)
             weight = (self.options.strength * np.exp(-error / self.options.sigma)).astype(np.float32)
+            if mask is not None and self._mask is not None and self._mask.shape == mask.shape:
+                carried_mask = warp_with_flow(self._mask, flow)
+                # Only the pasted face (and a feathered rim) is steadied; the rest is the destination itself.
+                region = cv2.GaussianBlur(np.maximum(mask, carried_mask).astype(np.float32), (0, 0), 3.0)
+                weight *= np.clip(2.0 * region, 0.0, 1.0)
+                out_mask = np.asarray(mask, np.float32) + weight * (carried_mask - mask)
             carried = warp_with_flow(self._merged, flow)
             out = merged + weight[..., None] * (carried - merged)
-            if mask is not None and self._mask is not None and self._mask.shape == mask.shape:
-                out_mask = np.asarray(mask, np.float32) + weight * (warp_with_flow(self._mask, flow) - mask)
         self._grey, self._dst, self._merged = grey, dst, np.asarray(out, np.float32)
         self._mask = None if out_mask is None else np.asarray(out_mask, np.float32)
         return self._merged, self._mask
