@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EngineUnavailableError
 from .auto import AutoEngine
 from .base import (
     NUM_LANDMARKS,
@@ -67,6 +67,19 @@ def load_engine(name: str = DEFAULT_ENGINE, device: str = "cpu", **options: Any)
     # face-alignment weights depend on $TORCH_HOME, so it is part of the cache key.
     cache_dir = str(face_alignment_checkpoint_dir()) if name == "face_alignment" else ""
     return _load_engine_cached(name, device, tuple(sorted(options.items())), cache_dir)
+
+
+def available_engines(names: Sequence[str] | None = None) -> list[str]:
+    """The engines (of ``names``, default all) that load here; optional ones without their package or weights
+    (``yunet`` without ``yuface``, ``face_alignment`` without cached weights) are left out."""
+    out = []
+    for name in names if names is not None else ENGINES:
+        try:
+            load_engine(name)
+        except EngineUnavailableError:
+            continue
+        out.append(name)
+    return out
 
 
 def resolve_engine(engine: str | FaceEngine) -> FaceEngine:
