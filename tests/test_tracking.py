@@ -176,3 +176,60 @@ def test_merge_project_flow_stabilization_lowers_flicker(tmp_path, still_shot):
           f"{steady.flicker_merged:.4f}, destination {plain.flicker_dst:.4f}")
     assert steady.flicker_merged < 0.8 * plain.flicker_merged
     assert steady.flicker_merged > 0.5 * plain.flicker_dst  # still follows the real destination
+
+
+class _DroppingEngine:
+    """Wraps dlib HOG and reports no face on chosen calls (in frame order when extraction runs in-process)."""
+
+    name = "dlib"
+
+    def __init__(self, drop: set[int]):
+        self.inner = load_engine("dlib")
+        self.drop = drop
+        self.calls = 0
+
+    def detect(self, image):
+        self.calls += 1
+        return [] if self.calls - 1 in self.drop else self.inner.detect(image)
+
+    def landmarks(self, image, box):
+        return self.inner.landmarks(image, box)
+
+
+@pytest.mark.slow
+def test_extraction_fills_dropped_frames_and_records_origin(tmp_path, data_file, monkeypatch):
+    import av
+
+    from workbench import detect
+    from workbench.extract import ExtractOptions, extract_faces
+    from workbench.faceset import read_face_meta
+    from workbench.images import to_uint8
+    from workbench.video import iter_frames
+
+    frames = [f.image for f in iter_frames(data_file("videos/lp_d18.mp4"), stop=16)]
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 480, 480, "yuv420p"
+        stream.options = {"crf": "12"}
+        for image in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(to_uint8(image), format="rgb24")))
+        out.mux(stream.encode())
+    dropped = {5, 6, 7, 11}
+    monkeypatch.setattr(detect, "load_engine", lambda *a, **k: _DroppingEngine(dropped))
+    options = ExtractOptions(engine="dlib", size=128, workers=0, track=True)
+    summary = extract_faces(clip, tmp_path / "faces", options, progress=False)
+    assert summary.frames == 16 and summary.faces == 16 and summary.frames_without_face == 0
+    reference = load_engine("dlib")
+    for i in range(16):
+        meta = read_face_meta(tmp_path / "faces" / f"{i:06d}_0.jpg")
+        assert meta.origin == ("tracked" if i in dropped else "detected")
+        assert (meta.detector == "klt") == (i in dropped)
+        if i in dropped:
+            truth = detect_faces(frames[i], reference)[0].landmarks
+            assert np.linalg.norm(meta.source_landmarks - truth, axis=1).mean() / inter_ocular(truth) < 0.05
+    # Without tracking the dropped frames stay empty.
+    monkeypatch.setattr(detect, "load_engine", lambda *a, **k: _DroppingEngine(dropped))
+    plain = extract_faces(clip, tmp_path / "plain", ExtractOptions(engine="dlib", size=128, workers=0, track=False),
+                          progress=False)
+    assert plain.faces == 16 - len(dropped) and plain.frames_without_face == len(dropped)
