@@ -1,7 +1,8 @@
 """Extraction: a video or a folder of photos -> a folder of aligned, self-describing faces.
 
 Order of work per frame (DFL's extractor, minus its manual mode): detect -> 68 landmarks ->
-pick the target face(s) -> (optional) temporal smoothing of the landmarks -> similarity alignment
+pick the target face(s) -> (videos) KLT tracking of the main face (fills missed frames, steadies jitter;
+:mod:`workbench.tracking`) -> (optional) temporal smoothing of the landmarks -> similarity alignment
 -> warp (Lanczos) -> write the face with its metadata. The parent decodes frames and smooths the
 landmark track in frame order; detection, alignment and writing run in a persistent pool of worker
 processes (one engine each), batch by batch.
