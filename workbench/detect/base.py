@@ -40,7 +40,8 @@ class DetectedFace:
 
     Attributes:
         box: ``(x0, y0, x1, y1)`` in the ORIGINAL frame's pixels (axis-aligned, also after a rotation search).
-        score: detector confidence (dlib HOG: SVM margin, > 0; CNN/S3FD: confidence).
+        score: detector confidence (dlib HOG: SVM margin, > 0; CNN/S3FD/MTCNN/YuNet: confidence in [0, 1];
+            Haar: number of overlapping raw hits; a KLT-tracked face: 0).
         landmarks: (68, 2) float32, frame pixels, iBUG 68-point order.
         engine: name of the engine that found it.
         rotation: degrees the frame was turned clockwise for the pass that found the face (0, 90, 180 or 270
