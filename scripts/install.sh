@@ -20,3 +20,13 @@ if [[ "${1:-}" == "--test" ]]; then
 fi
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check -e ".${extras}"
+# MTCNN weights: the facenet-pytorch wheel carries them (facenet_pytorch/data/{pnet,rnet,onet}.pt). Its metadata
+# pins torch<2.3 and torchvision, so it is installed WITHOUT dependencies; the workbench only reads the weight
+# files (torch.load(weights_only=True)) and never imports the package.
+python3 -m pip install -q --disable-pip-version-check --no-deps "facenet-pytorch==2.6.0"
+# YuNet (optional engine 'yunet', also the default engine's preferred fallback): wheels exist for Python <= 3.11.
+if python3 -c 'import sys; sys.exit(0 if sys.version_info < (3, 12) else 1)'; then
+  python3 -m pip install -q --disable-pip-version-check "yuface==2023.5.1"
+else
+  echo "note: yuface has no wheel for this Python; the 'yunet' engine is unavailable and 'auto' falls back to MTCNN" >&2
+fi

@@ -76,12 +76,13 @@ def _imglab_faces(xml_path):
 
 
 def test_registry_and_cache():
-    assert set(ENGINES) == {"dlib", "dlib_cnn", "face_alignment"}
+    assert set(ENGINES) == {"auto", "dlib", "dlib_cnn", "haar", "mtcnn", "yunet", "face_alignment"}
     engine = load_engine("dlib")
     assert load_engine("dlib") is engine  # 68-point model loaded once per process
     assert engine.name == "dlib" and engine.upsample == 0
+    assert detect.DEFAULT_ENGINE == "auto" and load_engine().name == "auto"
     with pytest.raises(ConfigError, match="unknown detection engine"):
-        load_engine("haar")
+        load_engine("viola")
     with pytest.raises(ConfigError):
         detect_faces(np.zeros((64, 64, 3), np.float32), engine="nope")
 
@@ -197,11 +198,11 @@ def test_landmarks_match_dlib_reference_xml(data_dir):
 def test_rotation_search_maps_back(data_file, rotation):
     upright = read_image(data_file("stills/obama/obama1.jpg"))
     height, width = upright.shape[:2]
-    reference = detect_faces(upright)
+    reference = detect_faces(upright, "dlib")
     assert len(reference) == 1
     turned = np.ascontiguousarray(np.rot90(upright, k=-(rotation // 90)))  # the face now lies on its side
-    assert detect_faces(turned) == []  # HOG is frontal-upright only: the search is needed
-    faces = detect_faces(turned, rotation_search=True)
+    assert detect_faces(turned, "dlib") == []  # HOG is frontal-upright only: the search is needed
+    faces = detect_faces(turned, "dlib", rotation_search=True)
     assert len(faces) == 1
     face = faces[0]
     assert face.rotation == (360 - rotation) % 360  # turning it back upright found it

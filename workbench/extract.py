@@ -1,7 +1,8 @@
 """Extraction: a video or a folder of photos -> a folder of aligned, self-describing faces.
 
 Order of work per frame (DFL's extractor, minus its manual mode): detect -> 68 landmarks ->
-pick the target face(s) -> (optional) temporal smoothing of the landmarks -> similarity alignment
+pick the target face(s) -> (videos) KLT tracking of the main face (fills missed frames, steadies jitter;
+:mod:`workbench.tracking`) -> (optional) temporal smoothing of the landmarks -> similarity alignment
 -> warp (Lanczos) -> write the face with its metadata. The parent decodes frames and smooths the
 landmark track in frame order; detection, alignment and writing run in a persistent pool of worker
 processes (one engine each), batch by batch.
@@ -31,6 +32,7 @@ from .fileutil import append_jsonl, atomic_write_json, read_jsonl
 from .images import is_image_path, read_image, to_float, to_uint8, write_image
 from .project import FRAME_INDEX_NAME, FrameEntry, FrameIndex, Project
 from .smoothing import LandmarkFilter
+from .tracking import TRACKED_ENGINE, LandmarkTracker, tracked_face
 
 JOURNAL_NAME = ".extract_journal.jsonl"
 OPTIONS_NAME = ".extract_options.json"
@@ -46,7 +48,7 @@ DETECTION_FIELDS = ("engine", "min_face", "max_faces", "target", "reference", "r
 class ExtractOptions:
     """Options of the extraction stage (DFL defaults: whole_face, 512 px, JPEG quality 90)."""
 
-    engine: str = "dlib"
+    engine: str = "auto"
     face_type: str = "whole_face"
     size: int = 512
     image_format: str = "jpg"
@@ -59,6 +61,7 @@ class ExtractOptions:
     rotation_search: bool = False
     detect_max_side: int | None = 640
     smoothing: float = 0.0
+    track: bool = True
     every_nth: int = 1
     workers: int = 2
     debug: bool = False
@@ -83,8 +86,9 @@ class ExtractOptions:
 
 
 OPTION_HELP = {
-    "engine": "Face detector + landmark engine: dlib (offline default), dlib_cnn (slower, finds harder faces), "
-    "face_alignment (S3FD + FAN; needs downloaded weights).",
+    "engine": "Face detector + landmark engine: auto (offline default: dlib HOG, then YuNet/MTCNN and a rotation "
+    "search with a false-face guard where HOG finds nothing), dlib (HOG only), dlib_cnn (slower), haar, mtcnn, "
+    "yunet, face_alignment (S3FD + FAN; needs downloaded weights).",
     "face_type": "How much of the head the aligned crop covers: half, mid_full, full, whole_face (adds forehead), head.",
     "size": "Side of the aligned face image in pixels (DFL default 512).",
     "image_format": "jpg (small, DFL default) or png (lossless).",
@@ -98,6 +102,8 @@ OPTION_HELP = {
     "the full frame. HOG needs faces of ~80 px in the shrunk copy; None = full resolution.",
     "rotation_search": "Also try the frame rotated by 90/270/180 degrees when no face is found (DFL).",
     "smoothing": "Temporal smoothing of landmarks across video frames, 0 (off) .. 1 (strong); reduces jitter.",
+    "track": "Videos: track the main face's landmarks with KLT optical flow from the last detection, to fill frames "
+    "the detector misses (up to 10 in a row) and steady jitter; faces filled this way are marked 'tracked'.",
     "every_nth": "Process only every n-th video frame.",
     "workers": "Detection worker processes (0 = in this process).",
     "debug": "Also write debug images (landmarks, box, crop square) beside the faceset.",
@@ -290,6 +296,7 @@ def _write_one(config: _StageConfig, job: _WriteJob) -> _WriteResult:
             detector=face.engine,
             landmarker=face.engine,
             identity_distance=distance,
+            origin="tracked" if face.engine == TRACKED_ENGINE else "detected",
         )
         name = f"{frame.stem}_{face_index}.{options.image_format}"
         write_aligned_face(Path(config.out_dir) / name, aligned, meta, quality=options.jpeg_quality)
@@ -449,6 +456,7 @@ def extract_faces(
     frame_entries: list[FrameEntry] = []
     frame_shape = (0, 0)
     smoother = LandmarkFilter(options.smoothing)
+    tracker = LandmarkTracker() if options.track else None
     from . import video
 
     # Probed once: the progress bar's total now, the frame index's fps and audio at the end.
@@ -486,6 +494,8 @@ def extract_faces(
                     if frame_file and not (frames_dir / frame_file).exists():
                         write_image(frames_dir / frame_file, frame.image)
                     smoother.reset()
+                    if tracker is not None:
+                        tracker.reset()
                 elif frame.image is None:
                     skipped.append((frame.key, frame.error or "unreadable"))
                 else:
@@ -500,12 +510,21 @@ def extract_faces(
                 if error:
                     skipped.append((frame.key, error))
                     smoother.reset()
+                    if tracker is not None:
+                        tracker.reset()
                     continue
+                if tracker is not None and frame.timestamp is not None:
+                    # KLT on the main face: steadies its detection, or fills the frame when detection failed.
+                    step = tracker.update(frame.image, faces[0][0].landmarks if faces else None)
+                    if faces and step.landmarks is not None:
+                        faces = [(faces[0][0], faces[0][1], step.landmarks), *faces[1:]]
+                    elif step.origin == "tracked":
+                        faces = [(tracked_face(step.landmarks), None, step.landmarks)]
                 if not faces:
                     no_face.append((frame.key, int(side)))
                 picked = []
-                for i, (face, distance) in enumerate(faces):
-                    landmarks = face.landmarks
+                for i, (face, distance, *tracked) in enumerate(faces):
+                    landmarks = tracked[0] if tracked else face.landmarks
                     if i == 0 and options.smoothing > 0 and frame.timestamp is not None:
                         landmarks = smoother.update(landmarks, frame.timestamp)
                     picked.append((face, distance, landmarks))

@@ -52,6 +52,7 @@ class FaceMeta:
     detector: str = ""
     landmarker: str = ""
     identity_distance: float | None = None
+    origin: str = "detected"  # "detected" by the engine, or "tracked" (KLT filled a frame the detector missed)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +73,7 @@ class FaceMeta:
             "detector": self.detector,
             "landmarker": self.landmarker,
             "identity_distance": None if self.identity_distance is None else float(self.identity_distance),
+            "origin": self.origin,
         }
 
     @classmethod
@@ -129,6 +131,7 @@ class FaceMeta:
                 detector=str(data.get("detector", "")),
                 landmarker=str(data.get("landmarker", "")),
                 identity_distance=None if data.get("identity_distance") is None else float(data["identity_distance"]),
+                origin=str(data.get("origin", "detected")),
                 schema_version=SCHEMA_VERSION,
             )
         except MetadataError:

@@ -90,7 +90,7 @@ def reference_from_face(root: str, side: str, selected: Sequence[str] | None) ->
 def run_extraction(
     root: str,
     side: str = "both",
-    engine: str = "dlib",
+    engine: str = "auto",
     face_type: str = "whole_face",
     face_size: int = 256,
     target: str = "largest",

@@ -200,9 +200,11 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 gr.Markdown(texts.EXTRACT, elem_classes=["learn"])
                 with gr.Row():
                     ex_side = gr.Radio(["both", "src", "dst"], value="both", label="side")
-                    ex_engine = gr.Dropdown(["dlib", "dlib_cnn", "face_alignment"], value="dlib", label="engine",
-                                            info="dlib: offline default; dlib_cnn: slower, finds harder faces; "
-                                                 "face_alignment: S3FD+FAN (needs downloaded weights)")
+                    ex_engine = gr.Dropdown(["auto", "dlib", "haar", "mtcnn", "yunet", "dlib_cnn", "face_alignment"],
+                                            value="auto", label="engine",
+                                            info="auto: offline default (HOG, then YuNet/MTCNN for missed faces); "
+                                                 "dlib: HOG only; dlib_cnn: slower; face_alignment: S3FD+FAN "
+                                                 "(needs downloaded weights)")
                     ex_face_type = gr.Dropdown(FACE_TYPES, value="whole_face", label="face type",
                                                info="how much of the head the aligned crop covers")
                     ex_size = gr.Slider(64, 1024, value=256, step=32, label="aligned size (px)")

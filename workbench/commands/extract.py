@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("extract", help="detect faces and write aligned facesets (resumable)")
     p.add_argument("project", help="project folder (see `workbench new`)")
     p.add_argument("--side", choices=("src", "dst", "both"), default="both")
-    p.add_argument("--engine", default="dlib", help="dlib (default, offline), dlib_cnn, face_alignment")
+    p.add_argument("--engine", default="auto",
+                   help="auto (default, offline: HOG, then YuNet/MTCNN + rotation search with a false-face guard), "
+                   "dlib, dlib_cnn, haar, mtcnn, yunet, face_alignment")
     p.add_argument("--face-type", help="override the project's face type")
     p.add_argument("--size", type=int, help="override the project's aligned face size")
     p.add_argument("--target", choices=("all", "largest", "center"), default="all",
@@ -27,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rotation-search", action="store_true", help="try 90/270/180 degree rotations (DFL)")
     p.add_argument("--smoothing", type=float, default=None,
                    help="temporal landmark smoothing 0..1 (default 0.5 for dst videos, 0 for src)")
+    p.add_argument("--no-track", dest="track", action="store_false",
+                   help="videos: do not fill missed frames / steady landmarks with KLT tracking")
     p.add_argument("--every-nth", type=int, default=1, help="process every n-th video frame")
     p.add_argument("--workers", type=int, default=2, help="detection processes (default 2)")
     p.add_argument("--debug", action="store_true", help="write debug images with landmarks and crop square")
@@ -49,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         reference=str(project.resolve_inside(args.reference)) if args.reference else None,
         reference_threshold=args.reference_threshold,
         rotation_search=args.rotation_search,
+        track=args.track,
         detect_max_side=args.detect_max_side or None,
         every_nth=args.every_nth,
         workers=args.workers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bicubic-degrade", type=int, help=_help("bicubic_degrade_power"))
     p.add_argument("--color-degrade", type=int, help=_help("color_degrade_power"))
     p.add_argument("--smooth", type=float, help="temporal landmark smoothing strength 0..1 (0 = off)")
+    p.add_argument("--flow-stabilize", type=float,
+                   help="dense optical-flow stabilisation of the merged face 0..1 (0 = off; less flicker)")
     p.add_argument("--workers", type=int, default=2, help="compositing threads (default 2)")
     p.add_argument("--batch-size", type=int, default=8, help="faces per model call (default 8)")
     p.add_argument("--overwrite", action="store_true", help="merge every frame again, even those already merged")
@@ -109,9 +112,11 @@ def run(args: argparse.Namespace) -> int:
     config = MergeConfig.load(path) if path.is_file() else MergeConfig()
     changes = {field: getattr(args, flag) for flag, field in _SETTING_FLAGS.items() if getattr(args, flag) is not None}
     if changes:
-        config = MergeConfig(config.default.replace(**changes), config.overrides, config.temporal_smoothing)
+        config = dataclasses.replace(config, default=config.default.replace(**changes))
     if args.smooth is not None:
-        config = MergeConfig(config.default, config.overrides, args.smooth)
+        config = dataclasses.replace(config, temporal_smoothing=args.smooth)
+    if args.flow_stabilize is not None:
+        config = dataclasses.replace(config, flow_stabilization=args.flow_stabilize)
 
     run_dir = find_run(project.models_dir, args.run)
     predictor = load_predictor(run_dir, args.device)

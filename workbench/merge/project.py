@@ -18,7 +18,7 @@ from ..fileutil import append_jsonl, atomic_path, read_jsonl
 from ..images import encode_image, read_image, to_uint8, write_image
 from .face import Enhancer, Prediction, Predictor, Segmenter, crop_for_model, merge_frame
 from .settings import MergeConfig, MergeSettings, adapt_to_predictor
-from .temporal import FlickerMeter, motion_vectors, smooth_landmark_tracks
+from .temporal import FlickerMeter, flow_stabilizer, motion_vectors, smooth_landmark_tracks, stabilize_written
 
 STATE_FILE = ".merge_state.jsonl"  # per-frame settings fingerprints, for resume
 
@@ -260,6 +260,7 @@ def merge_project(
                          [m] * len(lms) if m is not None else None))
 
     meter_dst, meter_out = FlickerMeter(), FlickerMeter()
+    stabilizer = flow_stabilizer(config.flow_stabilization)
     faces_merged = no_face = 0
     prev_index: int | None = None
     pos = {i: k for k, i in enumerate(order)}
@@ -272,6 +273,10 @@ def merge_project(
         if prev_index is None or pos[job.index] != pos[prev_index] + 1:
             meter_dst.reset()
             meter_out.reset()
+            if stabilizer is not None:
+                stabilizer.reset()
+        if stabilizer is not None:  # needs frames in order, so it runs here rather than in the workers
+            out_u8, mask_u8 = stabilize_written(stabilizer, job.out_path, job.mask_path, dst_u8, out_u8, mask_u8)
         meter_dst.add(dst_u8, mask_u8)
         meter_out.add(out_u8, mask_u8)
         prev_index = job.index

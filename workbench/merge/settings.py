@@ -233,12 +233,15 @@ class MergeConfig:
     """Default settings plus per-frame-range overrides; later overrides win where ranges overlap.
 
     ``temporal_smoothing`` (0..1) is the strength of landmark smoothing over time (0 = off).
+    ``flow_stabilization`` (0..1) blends each merged frame with the previous one carried over by dense optical flow
+    between destination frames (:class:`workbench.tracking.FlowStabilizer`; 0 = off).
     Saved as ``PROJECT/merge.json``.
     """
 
     default: MergeSettings = field(default_factory=MergeSettings)
     overrides: tuple[RangeOverride, ...] = ()
     temporal_smoothing: float = 0.0
+    flow_stabilization: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.default, MergeSettings):
@@ -257,6 +260,10 @@ class MergeConfig:
             raise ConfigError(f"temporal_smoothing={ts!r} is out of range 0..1",
                               hint="0 = off; 0.5 is a good start for steady shots")
         object.__setattr__(self, "temporal_smoothing", float(ts))
+        fs = self.flow_stabilization
+        if isinstance(fs, bool) or not isinstance(fs, (int, float)) or not 0.0 <= float(fs) <= 1.0:
+            raise ConfigError(f"flow_stabilization={fs!r} is out of range 0..1", hint="0 = off; try 0.5")
+        object.__setattr__(self, "flow_stabilization", float(fs))
 
     def settings_for(self, frame_index: int) -> MergeSettings:
         """The settings that apply to one frame."""
@@ -281,6 +288,7 @@ class MergeConfig:
             "default": self.default.to_dict(),
             "overrides": [ov.to_dict() for ov in self.overrides],
             "temporal_smoothing": self.temporal_smoothing,
+            "flow_stabilization": self.flow_stabilization,
         }
 
     @classmethod
@@ -290,7 +298,7 @@ class MergeConfig:
         version = data.get("schema_version", MERGE_SCHEMA_VERSION)
         if version != MERGE_SCHEMA_VERSION:
             raise ConfigError(f"unsupported merge config schema_version {version!r} (expected {MERGE_SCHEMA_VERSION})")
-        unknown = set(data) - {"schema_version", "default", "overrides", "temporal_smoothing"}
+        unknown = set(data) - {"schema_version", "default", "overrides", "temporal_smoothing", "flow_stabilization"}
         if unknown:
             raise ConfigError(f"unknown merge config key(s): {', '.join(sorted(unknown))}")
         try:
@@ -299,7 +307,7 @@ class MergeConfig:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"broken override entry in merge config ({exc})") from exc
         return cls(MergeSettings.from_dict(data.get("default", {})), overrides,
-                   data.get("temporal_smoothing", 0.0))
+                   data.get("temporal_smoothing", 0.0), data.get("flow_stabilization", 0.0))
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON, atomically."""

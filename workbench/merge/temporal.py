@@ -1,16 +1,19 @@
-"""Temporal stability: per-frame face motion (for motion blur), landmark smoothing over time and a
-flicker measure."""
+"""Temporal stability: per-frame face motion (for motion blur), landmark smoothing over time, a flicker
+measure and the hook for dense-flow stabilisation (:mod:`workbench.tracking`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import align
 from ..errors import ConfigError
-from ..images import to_float
+from ..fileutil import atomic_path
+from ..images import encode_image, to_float, to_uint8
 from .face import _as_landmarks
 
 MOTION_REFERENCE_SIZE = 256  # DFL measures face motion as FULL-crop centres in a 256 px crop
@@ -165,3 +168,24 @@ def flicker_metric(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray | No
     for i, f in enumerate(frames):
         meter.add(np.asarray(f), None if masks is None else masks[i])
     return meter.value or 0.0
+
+
+def flow_stabilizer(strength: float) -> Any:
+    """A :class:`workbench.tracking.FlowStabilizer` for ``MergeConfig.flow_stabilization`` (None when 0)."""
+    if strength <= 0:
+        return None
+    from ..tracking import FlowStabilizer, StabilizeOptions
+
+    return FlowStabilizer(StabilizeOptions(strength=float(strength)))
+
+
+def stabilize_written(stabilizer: Any, out_path: Path, mask_path: Path, dst_u8: np.ndarray, out_u8: np.ndarray,
+                      mask_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stabilise one merged frame (in frame order) and rewrite its PNG and mask atomically; returns them (uint8)."""
+    out, mask = stabilizer.update(to_float(dst_u8), to_float(out_u8), to_float(mask_u8))
+    out_u8, mask_u8 = to_uint8(out), to_uint8(mask)
+    with atomic_path(mask_path) as tmp:
+        tmp.write_bytes(encode_image(mask_u8, "png"))
+    with atomic_path(out_path) as tmp:
+        tmp.write_bytes(encode_image(out_u8, "png"))
+    return out_u8, mask_u8
