@@ -93,8 +93,10 @@ def _torch_wrapper(model: Any, morph: bool) -> Any:
         def forward(self, face_bgr: torch.Tensor, morph_value: torch.Tensor | None = None):
             x = face_bgr.permute(0, 3, 1, 2).flip(1)  # NHWC BGR -> NCHW RGB
             image, mask, dst_mask = self._swap(x, morph_value)
-            nhwc = (lambda t: t.clamp(0, 1).permute(0, 2, 3, 1))
-            return nhwc(dst_mask), nhwc(image.flip(1)), nhwc(mask)
+            return _nhwc(dst_mask), _nhwc(image.flip(1)), _nhwc(mask)
+
+    def _nhwc(t: torch.Tensor) -> torch.Tensor:
+        return t.clamp(0, 1).permute(0, 2, 3, 1)
 
     return DFMGraph().eval()
 
