@@ -184,6 +184,8 @@ def export_run(run_dir: str | Path, output: str | Path, fmt: str = "dfm", morph:
     from .train.checkpoint import load_checkpoint
     from .train.latent import load_model
 
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown model format '{fmt}'", output, f"use one of {', '.join(FORMATS)}")
     ckpt = load_checkpoint(run_dir, map_location="cpu")
     model, config = load_model(run_dir, "cpu")
     return export_model_file(model, config, output, fmt, step=int(ckpt.get("step", 0)), morph=morph,
