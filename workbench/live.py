@@ -77,6 +77,23 @@ def _landmark_box(landmarks: np.ndarray) -> np.ndarray:
     return np.concatenate([landmarks.min(0), landmarks.max(0)]).astype(np.float64)
 
 
+PATCH = 24  # side of the grey face thumbnail compared between frames
+
+
+def _face_patch(grey: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """The landmark box of a grey frame resized to PATCH x PATCH, zero-mean and unit-norm (None if flat)."""
+    x0, y0, x1, y1 = _landmark_box(landmarks)
+    h, w = grey.shape
+    xa, ya = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
+    xb, yb = int(min(w, np.ceil(x1))), int(min(h, np.ceil(y1)))
+    if xb - xa < 4 or yb - ya < 4:
+        return None
+    patch = cv2.resize(grey[ya:yb, xa:xb], (PATCH, PATCH), interpolation=cv2.INTER_AREA).astype(np.float32)
+    patch -= patch.mean()
+    norm = float(np.linalg.norm(patch))
+    return patch / norm if norm > 1e-3 * PATCH * PATCH * 255 else None
+
+
 class LandmarkTracker:
     """Minimal tracking: detect every N frames; in between, re-fit the landmarks in a box that follows them.
 
@@ -84,8 +101,11 @@ class LandmarkTracker:
     units of that box), so the box carried to the next frame looks like one the detector would give, which is
     what the shape predictor was trained on. Cost between detections: one shape-predictor call per face
     (about 3 ms) instead of a detection (about 20 ms at 640x480). A track whose landmark box jumps or
-    collapses is dropped and the next frame detects again.
+    collapses, or whose grey thumbnail no longer correlates with the previous frame's (normalised cross-correlation
+    under ``min_similarity``), is dropped and the frame is detected again.
     """
+
+    min_similarity = 0.6
 
     def __init__(self, engine: Any = "dlib", detect_every: int = 8, detect_max_side: int = 320,
                  max_faces: int = 1):
@@ -99,7 +119,8 @@ class LandmarkTracker:
         self.reset()
 
     def reset(self) -> None:
-        self._tracks: list[tuple[np.ndarray, np.ndarray]] = []  # (landmarks, box relative to the landmark box)
+        # (landmarks, box relative to the landmark box, grey face thumbnail)
+        self._tracks: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._since_detect = 0
 
     @property
@@ -110,6 +131,7 @@ class LandmarkTracker:
     def _detect(self, frame: np.ndarray) -> list[np.ndarray]:
         from .detect import downscale_for_detection
 
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         small, scale = downscale_for_detection(frame, self.detect_max_side)
         found = sorted(self.engine.detect(small), key=lambda bs: -(bs[0][2] - bs[0][0]) * (bs[0][3] - bs[0][1]))
         self._tracks = []
@@ -119,15 +141,16 @@ class LandmarkTracker:
             lb = _landmark_box(lm)
             size = np.maximum(lb[2:] - lb[:2], 1.0)
             relative = np.concatenate([(full[:2] - lb[:2]) / size, (full[2:] - lb[2:]) / size])
-            self._tracks.append((lm, relative))
+            self._tracks.append((lm, relative, _face_patch(grey, lm)))
         self.detections += 1
         self._since_detect = 0
         return [t[0] for t in self._tracks]
 
     def _follow(self, frame: np.ndarray) -> list[np.ndarray] | None:
         h, w = frame.shape[:2]
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         tracks = []
-        for lm, relative in self._tracks:
+        for lm, relative, patch in self._tracks:
             lb = _landmark_box(lm)
             size = np.maximum(lb[2:] - lb[:2], 1.0)
             box = np.concatenate([lb[:2] + relative[:2] * size, lb[2:] + relative[2:] * size])
@@ -141,7 +164,11 @@ class LandmarkTracker:
                 and nb[3] < h + 0.2 * new_size[1]
             if grew > 1.35 or shrank < 0.7 or moved > 0.5 or not inside:
                 return None  # lost: the predictor fitted something else
-            tracks.append((new, relative))
+            # the predictor always fits 68 points, even on a wall: the face must still look like the last one
+            new_patch = _face_patch(grey, new)
+            if patch is None or new_patch is None or float((patch * new_patch).sum()) < self.min_similarity:
+                return None
+            tracks.append((new, relative, new_patch))
         self._tracks = tracks
         self._since_detect += 1
         return [t[0] for t in tracks]
