@@ -53,6 +53,11 @@ def dst_frames(data_file) -> np.ndarray:
 def trained_project(tmp_path_factory, faceset_pair, dst_frames) -> Path:
     """A project with destination frames, aligned dst faces (dlib landmarks) and run ``run1`` trained a few
     steps. Returns the project root."""
+    return build_trained_project(tmp_path_factory.getbasetemp() / "export_model_project", faceset_pair, dst_frames)
+
+
+def build_trained_project(root: Path, faceset_pair: tuple[Path, Path], dst_frames: np.ndarray) -> Path:
+    """Build (once: a marker file) the project described in :func:`trained_project` at ``root``."""
     import torch
     from helpers import largest_face_landmarks
 
@@ -62,7 +67,6 @@ def trained_project(tmp_path_factory, faceset_pair, dst_frames) -> Path:
     from workbench.project import FrameEntry, FrameIndex, Project, write_frame_index
     from workbench.train import Trainer
 
-    root = tmp_path_factory.getbasetemp() / "export_model_project"
     marker = root / "ready.json"
     if marker.exists():
         return root

@@ -8,9 +8,12 @@ user presses record, and a recording is written by the normal export (provenance
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -90,13 +93,26 @@ class LiveSession:
     frames: int = 0
 
 
-def _session(session: LiveSession | None) -> LiveSession:
-    from ..live import LiveRecorder
+class LiveSessions:
+    """The live sessions of one app, by a random key the page keeps in a ``gr.State`` (the session itself holds
+    an onnxruntime session and a model, which Gradio's state store would deep-copy on every frame). At most
+    ``size`` sessions are kept; the least recently used is dropped."""
 
-    session = session if isinstance(session, LiveSession) else LiveSession()
-    if session.recorder is None:
-        session.recorder = LiveRecorder()
-    return session
+    def __init__(self, size: int = 4):
+        from .context import _LRU
+
+        self._lru = _LRU(size)
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None) -> tuple[str, LiveSession]:
+        from ..live import LiveRecorder
+
+        with self._lock:
+            session = self._lru.get(key) if key else None
+            if session is None:
+                key = uuid.uuid4().hex
+                session = self._lru.put(key, LiveSession(recorder=LiveRecorder()))
+            return str(key), session
 
 
 def _stats_html(session: LiveSession, result: Any, received_ms: float, recording: bool) -> str:
@@ -110,16 +126,17 @@ def _stats_html(session: LiveSession, result: Any, received_ms: float, recording
             f"frames{rec}</div>")
 
 
-def live_frame(ctx: AppContext, frame: np.ndarray | None, root: str, model: str, side_by_side: bool,
-               settings: Mapping[str, Any], session: LiveSession | None) -> dict[str, Any]:
-    """Process one webcam frame: returns the displayed image, the stats line and the session."""
+def live_frame(ctx: AppContext, sessions: LiveSessions, frame: np.ndarray | None, root: str, model: str,
+               side_by_side: bool, settings: Mapping[str, Any], session_key: str | None) -> dict[str, Any]:
+    """Process one webcam frame: returns the displayed image, the stats line and the session key."""
     from ..live import LiveOptions, LiveSwapper, resize_for_live
     from .tab_merge import _settings
 
     received_ms = time.time() * 1000.0
-    session = _session(session)
+    key_out, session = sessions.get(session_key)
+    out: dict[str, Any] = {} if key_out == session_key else {"live_key": key_out}
     if frame is None:
-        return {"live_session": session}
+        return out
     try:
         project = _project(root)
         key = (str(project.root), model, bool(side_by_side))
@@ -134,30 +151,30 @@ def live_frame(ctx: AppContext, frame: np.ndarray | None, root: str, model: str,
         recorder = session.recorder
         if recorder.recording and not recorder.add(result.swapped, time.monotonic()):
             recorder.stop()
-        return {"live_out": result.image, "live_stats": _stats_html(session, result, received_ms, recorder.recording),
-                "live_session": session}
+        return {**out, "live_out": result.image,
+                "live_stats": _stats_html(session, result, received_ms, recorder.recording)}
     except WorkbenchError as exc:
-        return {"live_stats": f'<div id="live-timing">⚠️ {error_text(exc)}</div>', "live_session": session}
+        return {**out, "live_stats": f'<div id="live-timing">⚠️ {error_text(exc)}</div>'}
 
 
-def start_recording(session: LiveSession | None) -> dict[str, Any]:
-    session = _session(session)
+def start_recording(sessions: LiveSessions, session_key: str | None) -> dict[str, Any]:
+    key, session = sessions.get(session_key)
     session.recorder.start()
-    return {"live_session": session, "live_record_status": "● Recording: frames are kept in memory until you press "
+    return {"live_key": key, "live_record_status": "● Recording: frames are kept in memory until you press "
             "*Stop and save* (at most 60 s)."}
 
 
 @guarded
-def stop_recording(root: str, session: LiveSession | None) -> dict[str, Any]:
+def stop_recording(sessions: LiveSessions, root: str, session_key: str | None) -> dict[str, Any]:
     """Save what was recorded with the normal export (label + provenance) into ``output/``."""
-    session = _session(session)
+    key, session = sessions.get(session_key)
     project = _project(root)
     if not session.recorder.recording and not session.recorder.frames:
-        return {"status": "Nothing is being recorded.", "live_session": session}
+        return {"status": "Nothing is being recorded.", "live_key": key}
     name = _safe_file_name(time.strftime("live_%Y%m%d_%H%M%S.mp4", time.gmtime()))
     path = session.recorder.save(project.output_dir / name, session.description or "live model")
     return {"status": f"Saved `{project.relative(path)}` with the SYNTHETIC label and provenance metadata "
-                      "(see the Export tab).", "live_session": session}
+                      "(see the Export tab).", "live_key": key}
 
 
 @guarded
@@ -220,7 +237,7 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
             out = gr.Image(label="swapped (SYNTHETIC)", interactive=False, elem_id="live-out", format="jpeg")
         stats = gr.HTML('<div id="live-timing">start the webcam to begin</div>', elem_id="live-stats")
         with gr.Row():
-            rec = gr.Button("● Record", elem_id="live-record")
+            rec = gr.Button("● Record to file", elem_id="live-record")
             stop = gr.Button("■ Stop and save", elem_id="live-stop")
         rec_status = gr.Markdown(elem_id="live-record-status")
         with gr.Accordion("Export the model (DFM / ONNX)", open=False):
@@ -230,28 +247,29 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
                 fmt = gr.Radio(["dfm", "onnx"], value="dfm", label="format", elem_id="export-model-format")
                 overwrite = gr.Checkbox(False, label="overwrite")
                 export_btn = gr.Button("Export model", elem_id="export-model-btn")
-        session = gr.State(None)
+        session = gr.State(None)  # the key of this page's LiveSession
 
+    sessions = LiveSessions()
     root = {"root": root_state}
     lists = {"live_model": model, "export_run": export_run_dd}
     wire([tab.select, refresh.click], refresh_live, {**root, "model": model}, lists)
-    handler = _bind(ctx)
+    handler = _bind(ctx, sessions)
     wire(cam.stream, handler, {**root, "frame": cam, "model": model, "side_by_side": sbs,
-                               "settings": dict(setting_comps), "session": session},
-         {"live_out": out, "live_stats": stats, "live_session": session}, stream_every=STREAM_EVERY,
-         time_limit=3600, concurrency_limit=1, concurrency_id="live", show_progress="hidden",
-         trigger_mode="always_last")
-    wire(rec.click, start_recording, {"session": session}, {"live_session": session, "live_record_status": rec_status})
-    wire(stop.click, stop_recording, {**root, "session": session},
-         {"status": rec_status, "live_session": session})
+                               "settings": dict(setting_comps), "session_key": session},
+         {"live_out": out, "live_stats": stats, "live_key": session}, stream_every=STREAM_EVERY,
+         time_limit=3600, concurrency_limit=1, concurrency_id="live", show_progress="hidden")
+    wire(rec.click, partial(start_recording, sessions), {"session_key": session},
+         {"live_key": session, "live_record_status": rec_status})
+    wire(stop.click, partial(stop_recording, sessions), {**root, "session_key": session},
+         {"status": rec_status, "live_key": session})
     wire(export_btn.click, export_model_cb, {**root, "run": export_run_dd, "fmt": fmt, "overwrite": overwrite},
          {"status": rec_status, "live_model": model}, concurrency_id="heavy")
     return tab
 
 
-def _bind(ctx: AppContext) -> Callable[..., dict[str, Any]]:
+def _bind(ctx: AppContext, sessions: LiveSessions) -> Callable[..., dict[str, Any]]:
     def live(**kwargs: Any) -> dict[str, Any]:
-        return live_frame(ctx, **kwargs)
+        return live_frame(ctx, sessions, **kwargs)
 
     live.__name__ = "live_frame"
     return live
