@@ -113,3 +113,46 @@ def test_recording_only_when_asked_and_exported_with_provenance(frames, predicto
         first = next(container.decode(video=0)).to_ndarray(format="rgb24")
     ly, lx = _label_box(first.shape)
     assert first[ly, lx].max() > 200  # the label is burnt in
+
+
+def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path):  # noqa: F811
+    """The Live tab's plain functions: model list, model export, one streamed frame, recording to output/."""
+    from workbench.app.context import AppContext
+    from workbench.app.live_tab import (
+        FILE_PREFIX,
+        LiveSessions,
+        export_model_cb,
+        live_frame,
+        live_model_choices,
+        start_recording,
+        stop_recording,
+    )
+
+    root = str(trained_project)
+    ctx = AppContext(trained_project.parent)
+    out = export_model_cb(root, RUN, "onnx", overwrite=True)
+    assert "loads in onnxruntime" in out["status"], out
+    choices = live_model_choices(root)
+    assert f"{FILE_PREFIX}output/{RUN}.onnx" in choices
+    assert "exists" in export_model_cb(root, RUN, "onnx")["status"]  # no silent overwrite
+    assert "no training run" in export_model_cb(root, "", "dfm")["status"].lower()
+
+    sessions = LiveSessions()
+    settings = {"mode": "overlay", "erode": 0, "blur": 0}
+    first = live_frame(ctx, sessions, frames[0], root, f"{FILE_PREFIX}output/{RUN}.onnx", False, settings, None)
+    key = first["live_key"]
+    assert first["live_out"].shape == frames[0].shape and 'id="live-timing"' in first["live_stats"]
+    assert not np.array_equal(first["live_out"], frames[0])
+    again = live_frame(ctx, sessions, frames[1], root, f"{FILE_PREFIX}output/{RUN}.onnx", True, settings, key)
+    assert "live_key" not in again and again["live_out"].shape == (480, 1280, 3)  # side by side, same session
+    bad = live_frame(ctx, sessions, frames[1], root, f"{FILE_PREFIX}../../etc/passwd", False, settings, key)
+    assert "live_out" not in bad and "outside the project" in bad["live_stats"]
+
+    assert "Nothing is being recorded" in stop_recording(sessions, root, key)["status"]
+    start_recording(sessions, key)
+    for f in frames[2:6]:
+        live_frame(ctx, sessions, f, root, f"{FILE_PREFIX}output/{RUN}.onnx", False, settings, key)
+    saved = stop_recording(sessions, root, key)["status"]
+    assert "Saved" in saved and "provenance" in saved
+    videos = sorted((trained_project / "output").glob("live_*.mp4"))
+    assert videos and read_provenance(videos[-1])["visible_label"] is True
