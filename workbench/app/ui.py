@@ -151,6 +151,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
     """
     from ..merge import FIELD_HELP
     from ..train.options import OPTION_HELP, PRESETS
+    from . import live_tab
 
     root = str(Project.open(project_root).root) if project_root else ""
     if workspace is None:
@@ -386,6 +387,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         provenance = gr.JSON(label="provenance metadata (read back from the file)",
                                              elem_id="provenance")
 
+            live_tab.build_live_tab(ctx, root_state, setting_comps, _wire)  # 6 · Live + model export
             build_jobs_tab(_wire, root_state)
 
         timer = gr.Timer(poll_seconds)

@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("project", help="project folder")
     p.add_argument("--run", help="training run under PROJECT/models (default: the most recently updated one)")
+    p.add_argument("--model", metavar="FILE.dfm",
+                   help="merge with an exported DFM/ONNX file inside the project (ours or any following DeepFaceLab's "
+                   "DFM contract) instead of a training run; runs in onnxruntime (CUDA when available)")
+    p.add_argument("--morph", type=float, default=1.0,
+                   help="with --model: morph_value for models that have it (1 = full swap, 0 = the dst face)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
     p.add_argument("--mode", choices=MODES, help=_help("mode"))
     p.add_argument("--mask-mode", choices=MASK_MODES, help=_help("mask_mode"))
@@ -118,9 +123,21 @@ def run(args: argparse.Namespace) -> int:
     if args.flow_stabilize is not None:
         config = dataclasses.replace(config, flow_stabilization=args.flow_stabilize)
 
-    run_dir = find_run(project.models_dir, args.run)
-    predictor = load_predictor(run_dir, args.device)
-    print(f"model: {run_dir.name} (resolution {getattr(predictor, 'resolution', '?')}, "
+    if args.model:
+        from ..export_model import load_onnx_predictor
+
+        if args.run:
+            raise MergeError("--run and --model both name a model", args.model, "give only one of them")
+        predictor = load_onnx_predictor(project.resolve_inside(args.model), morph=args.morph)
+        name = Path(args.model).name
+        if predictor.face_type is None:  # a DFM made elsewhere: no metadata
+            print(f"note: {name} does not say its face type; using the merge settings' "
+                  f"'{config.default.face_type}' (change it in merge.json; DFL models are mostly whole_face)")
+    else:
+        run_dir = find_run(project.models_dir, args.run)
+        predictor = load_predictor(run_dir, args.device)
+        name = run_dir.name
+    print(f"model: {name} (resolution {getattr(predictor, 'resolution', '?')}, "
           f"face type {getattr(predictor, 'face_type', '?')})")
     config = adapt_to_predictor(config, predictor)
     summary = merge_project(project, predictor, config, workers=args.workers, progress=not args.no_progress,

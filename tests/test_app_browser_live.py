@@ -1,0 +1,191 @@
+"""The Live tab in Chromium with a fake webcam: frames arrive, the face is swapped, the label is visible, a recording
+goes through the normal export. Also measures frames/s and camera-frame -> display latency (printed, written to
+``test-artifacts/live_latency.json``; timing is reported, not asserted: the shared CPU's load decides it).
+
+The fake camera plays a y4m clip made at test time from ``videos/lp_d19.mp4`` (640x480, 30 fps) whose frames carry
+their number in a black/white strip along the bottom edge (tests/fake_camera.py). Reading the strip from the
+output image and, at the same instant, from the camera preview gives the latency in clip frames.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fake_camera import DECODE_JS, FPS, STRIP, stamp, write_y4m
+from model_fixtures import RUN, dst_frames, read_frames, trained_project  # noqa: F401  (fixtures)
+from test_app_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _need
+from train_fixtures import faceset_pair  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CLIP_FRAMES = 90
+MIN_FRAMES = 20
+
+WATCH_JS = """(decodeSrc) => {
+  const decode = eval(decodeSrc);
+  window.__live = [];
+  const seen = new Set();
+  const scan = () => {
+    const img = document.querySelector('#live-out img');
+    if (!img || !img.getAttribute('src')) return;
+    const src = img.getAttribute('src');
+    if (seen.has(src)) return;
+    seen.add(src);
+    const record = () => {
+      const cam = document.querySelector('#live-cam video');
+      const timing = document.querySelector('#live-timing');
+      window.__live.push({t: Date.now(), src, out: decode(img), cam: cam ? decode(cam) : null,
+                          received: timing ? parseFloat(timing.dataset.received) : null,
+                          processing: timing ? parseFloat(timing.dataset.processing) : null});
+    };
+    if (img.complete && img.naturalWidth > 0) record(); else img.addEventListener('load', record, {once: true});
+  };
+  new MutationObserver(scan).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                    attributeFilter: ['src']});
+}"""
+
+FETCH_JS = """async (src) => { const r = await fetch(src); const b = new Uint8Array(await r.arrayBuffer());
+  let s = ''; for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode.apply(null, b.subarray(i, i + 8192));
+  return btoa(s); }"""
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory, trained_project, data_file):  # noqa: F811
+    _need(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _need(False, "the playwright package is missing")
+    from workbench.app import build_app, launch_options
+    from workbench.export_model import export_run
+
+    dfm = trained_project / "output" / f"{RUN}.dfm"
+    if not dfm.exists():
+        dfm.parent.mkdir(parents=True, exist_ok=True)
+        export_run(trained_project / "models" / RUN, dfm)
+    frames = read_frames(data_file("videos/lp_d19.mp4"), CLIP_FRAMES)
+    clip = write_y4m(list(frames), tmp_path_factory.mktemp("camera") / "clip.y4m")
+    demo = build_app(trained_project)
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **launch_options(demo))
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "root": trained_project, "clip": clip, "frames": frames}
+    finally:
+        demo.close()
+
+
+def _label_region(shape) -> tuple[slice, slice]:
+    h, w = shape[:2]
+    return slice(0, int(0.15 * min(h, w))), slice(0, int(0.45 * min(h, w)))
+
+
+def _check_swapped(image: np.ndarray, source: np.ndarray) -> dict[str, float]:
+    """The output differs from the camera frame inside the face, matches it outside, and carries the label."""
+    from helpers import largest_face_landmarks
+
+    from workbench.export import draw_synthetic_label
+    from workbench.masks import hull_mask
+
+    lm = largest_face_landmarks(source.astype(np.float32) / 255.0)
+    hull = hull_mask(source.shape[:2], lm) > 0.5
+    inside = cv2.erode(hull.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    outside = cv2.dilate(hull.astype(np.uint8), np.ones((61, 61), np.uint8)) == 0
+    ly, lx = _label_region(source.shape)
+    outside[ly, lx] = False
+    outside[-STRIP - 4:] = False  # the frame-number strip: sharp edges, chroma-subsampled by the camera path
+    diff = np.abs(image.astype(np.float32) - source.astype(np.float32)).mean(-1)
+    labelled = draw_synthetic_label(source)
+    label_vs_labelled = float(np.abs(image[ly, lx].astype(float) - labelled[ly, lx].astype(float)).mean())
+    label_vs_source = float(np.abs(image[ly, lx].astype(float) - source[ly, lx].astype(float)).mean())
+    return {"inside": float(diff[inside].mean()), "outside": float(diff[outside].mean()),
+            "label_vs_labelled": label_vs_labelled, "label_vs_source": label_vs_source}
+
+
+def test_live_tab_with_a_fake_camera(live_app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from workbench.export import read_provenance
+
+    args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                            f"--use-file-for-fake-video-capture={live_app['clip']}"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        page = browser.new_context(viewport={"width": 1400, "height": 1100}, permissions=["camera"]).new_page()
+        page.set_default_timeout(60_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(live_app["url"])
+            page.get_by_role("tab", name="6 · Live").click()
+            page.locator("#live-model input").click()
+            page.get_by_role("option", name=f"file: output/{RUN}.dfm").click()
+            page.evaluate(WATCH_JS, DECODE_JS)
+            page.locator("#live-cam").get_by_text("Click to Access Webcam").click()
+            page.locator("#live-cam button.capture-button").click()
+            t_start = time.time()
+            page.wait_for_function(f"window.__live && window.__live.filter(r => r.out).length >= {MIN_FRAMES}",
+                                   timeout=180_000, polling=200)
+            window_s = time.time() - t_start
+            rows = [r for r in page.evaluate("window.__live") if r["out"]]
+            last = rows[-1]
+            image = cv2.imdecode(np.frombuffer(base64.b64decode(page.evaluate(FETCH_JS, last["src"])), np.uint8),
+                                 cv2.IMREAD_COLOR)[..., ::-1]
+            page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+            stats_text = page.locator("#live-timing").inner_text()
+
+            # record 2 s: written by the normal export into output/
+            page.locator("#live-record").click()
+            page.get_by_text("Recording: frames are kept").wait_for()
+            time.sleep(2.0)
+            page.locator("#live-stop").click()
+            page.get_by_text("with the SYNTHETIC label and provenance metadata (see the Export tab)").wait_for(
+                timeout=120_000)
+            saved = sorted((live_app["root"] / "output").glob("live_*.mp4"))
+        except Exception:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / "live_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+    assert not errors, errors
+    # the output shows camera frame n (read from its strip), the face swapped, the rest unchanged, the label drawn
+    source = stamp(live_app["frames"][last["out"]["n"]], last["out"]["n"])
+    if last["out"]["mirrored"]:
+        source = np.ascontiguousarray(source[:, ::-1])
+    assert image.shape == source.shape
+    check = _check_swapped(image, source)
+    assert check["inside"] > 12, check
+    assert check["outside"] < 6, check
+    assert check["label_vs_labelled"] < 12 < check["label_vs_source"], check
+    assert "fps" in stats_text and "processing" in stats_text
+
+    assert saved, "no recording in output/"
+    record = read_provenance(saved[-1])
+    assert record["visible_label"] is True and "live webcam" in record["model"]
+
+    # timing report: frames/s of distinct displayed frames and camera -> display latency in clip frames
+    times = [r["t"] for r in rows]
+    fps = (len(times) - 1) / max((times[-1] - times[0]) / 1000.0, 1e-3)
+    lat = [((r["cam"]["n"] - r["out"]["n"]) % CLIP_FRAMES) * 1000.0 / FPS for r in rows if r["cam"]]
+    server_to_display = [r["t"] - r["received"] for r in rows if r["received"]]
+    report = {"frames": len(rows), "first_frames_s": round(window_s, 2), "display_fps": round(fps, 2),
+              "camera_to_display_ms_median": float(np.median(lat)) if lat else None,
+              "server_receive_to_display_ms_median": float(np.median(server_to_display)) if server_to_display else None,
+              "processing_ms_median": float(np.median([r["processing"] for r in rows if r["processing"]])),
+              "load_average": os.getloadavg()[0], "check": check}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "live_latency.json").write_text(json.dumps(report, indent=1))
+    print("\nlive tab timing:", json.dumps(report))
+    assert lat, "the frame-number strip could not be read from the camera preview"

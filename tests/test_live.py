@@ -1,0 +1,158 @@
+"""The live swap pipeline on a sequence of real frames (no browser): tracking, swap, label, recording."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from model_fixtures import RUN, dst_frames, read_frames, trained_project  # noqa: F401  (fixtures)
+from train_fixtures import faceset_pair, one_torch_thread  # noqa: F401  (fixtures)
+
+from workbench.errors import ConfigError, ExportError
+from workbench.export import draw_synthetic_label, read_provenance
+from workbench.live import LandmarkTracker, LiveOptions, LiveRecorder, LiveSwapper
+from workbench.merge import MergeSettings
+from workbench.train import load_predictor
+
+N = 16
+
+
+@pytest.fixture(scope="module")
+def frames(data_file) -> np.ndarray:
+    """16 frames of lp_d19 (a moving head) at 640x480."""
+    return read_frames(data_file("videos/lp_d19.mp4"), N)
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_project):  # noqa: F811
+    return load_predictor(trained_project / "models" / RUN, precision="fp32")
+
+
+def _label_box(shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """Generous bounds of the corner label (5 % text + padding at the top left)."""
+    h, w = shape[:2]
+    return slice(0, int(0.15 * min(h, w))), slice(0, int(0.45 * min(h, w)))
+
+
+def test_live_pipeline_swaps_inside_the_face_only_and_labels(frames, predictor):
+    swapper = LiveSwapper(predictor, MergeSettings(), LiveOptions(detect_every=6))
+    assert swapper.settings.resolution == 64 and swapper.settings.face_type == "full"  # from the model
+    results = list(swapper.run(frames))
+    assert len(results) == N and all(r.faces == 1 for r in results)
+    # detection ran on the first frame and then about every 6th frame, not on every frame
+    detected = [i for i, r in enumerate(results) if r.detected]
+    assert detected[0] == 0 and 2 <= len(detected) <= 5, detected
+    ly, lx = _label_box(frames[0].shape)
+    for frame, r in zip(frames, results):
+        assert r.image.shape == frame.shape and r.image.dtype == np.uint8
+        inside = r.mask > 0.5
+        assert inside.sum() > 2000  # a face-sized area
+        diff = np.abs(r.swapped.astype(int) - frame.astype(int)).max(-1)
+        assert diff[inside].mean() > 5  # the face changed
+        outside = cv2.dilate((r.mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+        assert np.array_equal(r.swapped[outside], frame[outside])  # nothing else did
+        # the displayed frame is the swapped one with the SYNTHETIC label, which the recording gets at export
+        assert np.array_equal(r.image, draw_synthetic_label(r.swapped))
+        away = np.ones(frame.shape[:2], bool)
+        away[ly, lx] = False
+        assert np.array_equal(r.image[away], r.swapped[away])
+        assert np.abs(r.image[ly, lx].astype(int) - r.swapped[ly, lx].astype(int)).max() > 100  # white letters
+        assert set(r.timings_ms) == {"track", "swap", "label", "total"} and r.timings_ms["total"] > 0
+    assert swapper.fps > 0 and swapper.latency_ms > 0
+
+
+def test_tracking_between_detections_follows_the_face(frames):
+    """Landmarks carried between detections stay within a few pixels of a fresh detection on every frame."""
+    tracked = LandmarkTracker(detect_every=100, detect_max_side=320)
+    fresh = LandmarkTracker(detect_every=1, detect_max_side=320)
+    errors = []
+    for frame in frames:
+        a, b = tracked.update(frame), fresh.update(frame)
+        assert len(a) == len(b) == 1
+        errors.append(float(np.linalg.norm(a[0] - b[0], axis=1).mean()))
+    assert tracked.detections == 1 and fresh.detections == N
+    iod = float(np.linalg.norm(b[0][45] - b[0][36]))  # inter-ocular distance, px
+    assert max(errors) < 0.08 * iod, (errors, iod)
+
+
+def test_side_by_side_and_frames_without_a_face(frames, predictor):
+    swapper = LiveSwapper(predictor, options=LiveOptions(side_by_side=True))
+    r = swapper.process(frames[0])
+    h, w = frames[0].shape[:2]
+    assert r.image.shape == (h, 2 * w, 3)
+    assert np.array_equal(r.image[:, :w], frames[0])  # the original half is untouched
+    assert np.array_equal(r.image[:, w:], draw_synthetic_label(r.swapped))
+    blank = np.full_like(frames[0], 128)
+    empty = swapper.process(blank)
+    assert empty.faces == 0 and np.array_equal(empty.swapped, blank) and empty.mask.max() == 0
+    assert not np.array_equal(empty.image[:, w:], blank)  # labelled even without a face
+    with pytest.raises(ConfigError):
+        swapper.process(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ConfigError, match="detect_every"):
+        LiveOptions(detect_every=0)
+
+
+def test_recording_only_when_asked_and_exported_with_provenance(frames, predictor, tmp_path):
+    swapper = LiveSwapper(predictor)
+    recorder = LiveRecorder()
+    for i, r in enumerate(swapper.run(frames[:4])):
+        assert recorder.add(r.swapped, i / 10) is False  # not recording: nothing kept
+    assert recorder.frames == []
+    with pytest.raises(ExportError, match="nothing recorded"):
+        recorder.save(tmp_path / "none.mp4", "run1")
+    recorder.start()
+    for i, r in enumerate(swapper.run(frames[:6])):
+        assert recorder.add(r.swapped, i / 10)
+    out = recorder.save(tmp_path / "live.mp4", "run1")
+    assert out.is_file() and recorder.frames == []
+    record = read_provenance(out)
+    assert record["visible_label"] is True and "live webcam" in record["model"]
+    import av
+
+    with av.open(str(out)) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    ly, lx = _label_box(first.shape)
+    assert first[ly, lx].max() > 200  # the label is burnt in
+
+
+def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path):  # noqa: F811
+    """The Live tab's plain functions: model list, model export, one streamed frame, recording to output/."""
+    from workbench.app.context import AppContext
+    from workbench.app.live_tab import (
+        FILE_PREFIX,
+        LiveSessions,
+        export_model_cb,
+        live_frame,
+        live_model_choices,
+        start_recording,
+        stop_recording,
+    )
+
+    root = str(trained_project)
+    ctx = AppContext(trained_project.parent)
+    out = export_model_cb(root, RUN, "onnx", overwrite=True)
+    assert "loads in onnxruntime" in out["status"], out
+    choices = live_model_choices(root)
+    assert f"{FILE_PREFIX}output/{RUN}.onnx" in choices
+    assert "exists" in export_model_cb(root, RUN, "onnx")["status"]  # no silent overwrite
+    assert "no training run" in export_model_cb(root, "", "dfm")["status"].lower()
+
+    sessions = LiveSessions()
+    settings = {"mode": "overlay", "erode": 0, "blur": 0}
+    first = live_frame(ctx, sessions, frames[0], root, f"{FILE_PREFIX}output/{RUN}.onnx", False, settings, None)
+    key = first["live_key"]
+    assert first["live_out"].shape == frames[0].shape and 'id="live-timing"' in first["live_stats"]
+    assert not np.array_equal(first["live_out"], frames[0])
+    again = live_frame(ctx, sessions, frames[1], root, f"{FILE_PREFIX}output/{RUN}.onnx", True, settings, key)
+    assert "live_key" not in again and again["live_out"].shape == (480, 1280, 3)  # side by side, same session
+    bad = live_frame(ctx, sessions, frames[1], root, f"{FILE_PREFIX}../../etc/passwd", False, settings, key)
+    assert "live_out" not in bad and "outside the project" in bad["live_stats"]
+
+    assert "Nothing is being recorded" in stop_recording(sessions, root, key)["status"]
+    start_recording(sessions, key)
+    for f in frames[2:6]:
+        live_frame(ctx, sessions, f, root, f"{FILE_PREFIX}output/{RUN}.onnx", False, settings, key)
+    saved = stop_recording(sessions, root, key)["status"]
+    assert "Saved" in saved and "provenance" in saved
+    videos = sorted((trained_project / "output").glob("live_*.mp4"))
+    assert videos and read_provenance(videos[-1])["visible_label"] is True

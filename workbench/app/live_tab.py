@@ -1,0 +1,275 @@
+"""Live tab: the browser webcam streams into :class:`workbench.live.LiveSwapper`; plus exporting a model as DFM/ONNX.
+
+The callbacks are plain functions (testable without a browser); :func:`build_live_tab` lays out the tab inside the
+page's ``gr.Tabs`` and wires it with the page's ``wire`` adapter. Per browser session a :class:`LiveSession`
+(held in a ``gr.State``) keeps the swapper for the chosen model and the recorder; nothing is stored unless the
+user presses record, and a recording is written by the normal export (provenance tags + visible label).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from ..errors import ExportError, MergeError, WorkbenchError
+from ..project import Project
+from .common import _project, _run_dir, _safe_file_name, error_text, guarded
+from .context import AppContext
+
+RUN_PREFIX = "run: "
+FILE_PREFIX = "file: "
+MODEL_SUFFIXES = (".dfm", ".onnx")
+STREAM_EVERY = 0.05  # seconds between webcam frames sent by the page (the server drops what it cannot keep up with)
+
+LIVE_TEXT = """**What is happening here?** Your webcam frames go to the workbench on this machine (never anywhere
+else). For each frame the face is found (a full detection only every few frames: in between the 68 landmarks are
+re-fitted where the face was a moment ago, which is much cheaper), aligned, swapped by the chosen model and
+merged back with the **Merge tab's current settings**. This is how real-time tools such as DeepFaceLive work,
+and why a live swap looks convincing from the front and breaks when you turn your head or cover your face: the
+model only knows what it saw in training. The **SYNTHETIC** label is always drawn. Nothing is recorded unless you
+press *Record*; a recording is saved to `output/` with the same label and provenance metadata as every export.
+Use only your own face or faces of people who consented."""
+
+EXPORT_TEXT = """**Share the model.** Export the selected training run as a DeepFaceLab **DFM** file (read by
+DeepFaceLive, FaceFusion's deep swapper and VisoMaster) or as a plain **ONNX** file with readable names and the
+model's facts in its metadata. Either can be picked above as the live model, or used with
+`workbench merge PROJECT --model output/<run>.dfm`."""
+
+
+def live_model_choices(root: str | None) -> list[str]:
+    """Models the live tab can run: training runs with a checkpoint, and DFM/ONNX files in the project."""
+    from .tab_merge import merge_run_choices
+
+    if not root:
+        return []
+    choices = [RUN_PREFIX + name for name in reversed(merge_run_choices(root))]
+    project = Project.open(root)
+    for folder in (project.output_dir, project.models_dir):
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.suffix.lower() in MODEL_SUFFIXES and path.is_file():
+                    choices.append(FILE_PREFIX + project.relative(path))
+    return choices
+
+
+def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any, str]:
+    """The predictor for a model choice, and a description for provenance.
+
+    Raises:
+        MergeError: nothing chosen or an unknown choice; ExportError / TrainingError from loading.
+    """
+    from ..export_model import load_onnx_predictor
+
+    if not choice:
+        raise MergeError("no model selected", hint="train a run, or export/copy a .dfm file into output/")
+    if choice.startswith(RUN_PREFIX):
+        run_dir = _run_dir(project, choice[len(RUN_PREFIX):])
+        return ctx.predictor(run_dir), f"run {run_dir.name}"
+    if choice.startswith(FILE_PREFIX):
+        path = project.resolve_inside(choice[len(FILE_PREFIX):])
+        if path.suffix.lower() not in MODEL_SUFFIXES:
+            raise MergeError("not a DFM/ONNX model file", path)
+        return load_onnx_predictor(path, threads=1), f"model file {path.name}"
+    raise MergeError(f"unknown model choice {choice!r}", hint="pick one from the list")
+
+
+@dataclass
+class LiveSession:
+    """One browser session's live state: the swapper for the current model and the recorder."""
+
+    key: tuple = ()
+    swapper: Any = None
+    description: str = ""
+    recorder: Any = None
+    started: float = field(default_factory=time.monotonic)
+    detections: int = 0
+    frames: int = 0
+
+
+class LiveSessions:
+    """The live sessions of one app, by a random key the page keeps in a ``gr.State`` (the session itself holds
+    an onnxruntime session and a model, which Gradio's state store would deep-copy on every frame). At most
+    ``size`` sessions are kept; the least recently used is dropped."""
+
+    def __init__(self, size: int = 4):
+        from .context import _LRU
+
+        self._lru = _LRU(size)
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None) -> tuple[str, LiveSession]:
+        from ..live import LiveRecorder
+
+        with self._lock:
+            session = self._lru.get(key) if key else None
+            if session is None:
+                key = uuid.uuid4().hex
+                session = self._lru.put(key, LiveSession(recorder=LiveRecorder()))
+            return str(key), session
+
+
+def _stats_html(session: LiveSession, result: Any, received_ms: float, recording: bool) -> str:
+    sw = session.swapper
+    rec = " · <b>● recording</b>" if recording else ""
+    return (f'<div id="live-timing" data-received="{received_ms:.1f}" data-frame="{session.frames}" '
+            f'data-processing="{result.timings_ms["total"]:.1f}">'
+            f"<b>{sw.fps:.1f} fps</b> · processing {sw.latency_ms:.0f} ms per frame "
+            f"(track {result.timings_ms['track']:.0f}, swap {result.timings_ms['swap']:.0f}) · "
+            f"faces {result.faces} · full detections {getattr(sw.tracker, 'detections', '?')} in {session.frames} "
+            f"frames{rec}</div>")
+
+
+def live_frame(ctx: AppContext, sessions: LiveSessions, frame: np.ndarray | None, root: str, model: str,
+               side_by_side: bool, settings: Mapping[str, Any], session_key: str | None) -> dict[str, Any]:
+    """Process one webcam frame: returns the displayed image, the stats line and the session key."""
+    from ..live import LiveOptions, LiveSwapper, resize_for_live
+    from .tab_merge import _settings
+
+    received_ms = time.time() * 1000.0
+    key_out, session = sessions.get(session_key)
+    out: dict[str, Any] = {} if key_out == session_key else {"live_key": key_out}
+    if frame is None:
+        return out
+    try:
+        project = _project(root)
+        key = (str(project.root), model, bool(side_by_side))
+        if session.key != key or session.swapper is None:
+            predictor, description = load_live_model(ctx, project, model)
+            session.swapper = LiveSwapper(predictor, options=LiveOptions(side_by_side=bool(side_by_side)))
+            session.key, session.description, session.frames = key, description, 0
+        session.swapper.set_settings(_settings(settings))
+        rgb = resize_for_live(np.asarray(frame)[..., :3].astype(np.uint8, copy=False))
+        result = session.swapper.process(rgb)
+        session.frames += 1
+        recorder = session.recorder
+        if recorder.recording and not recorder.add(result.swapped, time.monotonic()):
+            recorder.stop()
+        return {**out, "live_out": result.image,
+                "live_stats": _stats_html(session, result, received_ms, recorder.recording)}
+    except WorkbenchError as exc:
+        return {**out, "live_stats": f'<div id="live-timing">⚠️ {error_text(exc)}</div>'}
+
+
+def start_recording(sessions: LiveSessions, session_key: str | None) -> dict[str, Any]:
+    key, session = sessions.get(session_key)
+    session.recorder.start()
+    return {"live_key": key, "live_record_status": "● Recording: frames are kept in memory until you press "
+            "*Stop and save* (at most 60 s)."}
+
+
+@guarded
+def stop_recording(sessions: LiveSessions, root: str, session_key: str | None) -> dict[str, Any]:
+    """Save what was recorded with the normal export (label + provenance) into ``output/``."""
+    key, session = sessions.get(session_key)
+    project = _project(root)
+    if not session.recorder.recording and not session.recorder.frames:
+        return {"status": "Nothing is being recorded.", "live_key": key}
+    name = _safe_file_name(time.strftime("live_%Y%m%d_%H%M%S.mp4", time.gmtime()))
+    path = session.recorder.save(project.output_dir / name, session.description or "live model")
+    return {"status": f"Saved `{project.relative(path)}` with the SYNTHETIC label and provenance metadata "
+                      "(see the Export tab).", "live_key": key}
+
+
+@guarded
+def export_model_cb(root: str, run: str | None, fmt: str, overwrite: bool = False) -> dict[str, Any]:
+    """Export a run as DFM/ONNX into ``output/<run>.<fmt>`` (as ``workbench export-model``)."""
+    from ..export_model import default_output, export_run, load_onnx_predictor
+
+    project = _project(root)
+    if not run:
+        raise MergeError("no training run selected", hint="pick a run with a checkpoint")
+    run_dir = _run_dir(project, run)
+    if fmt not in ("dfm", "onnx"):
+        raise ExportError(f"unknown model format {fmt!r}", hint="dfm or onnx")
+    out = default_output(project.output_dir, run_dir.name, fmt)
+    if out.exists() and not overwrite:
+        raise ExportError("the file exists", out, "tick overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_run(run_dir, out, fmt)
+    info = load_onnx_predictor(out, threads=1).info
+    return {"status": f"Wrote `{project.relative(out)}` ({out.stat().st_size / 1e6:.1f} MB): {info.architecture}, "
+                      f"{info.resolution} px, face type {info.face_type}, step {info.step}; it loads in onnxruntime.",
+            "live_model": _choices_update(root, FILE_PREFIX + project.relative(out))}
+
+
+def _choices_update(root: str | None, value: str | None = None) -> Any:
+    import gradio as gr
+
+    choices = live_model_choices(root)
+    if value is None or value not in choices:
+        value = choices[0] if choices else None
+    return gr.update(choices=choices, value=value)
+
+
+def refresh_live(root: str | None, model: str | None = None) -> dict[str, Any]:
+    import gradio as gr
+
+    from .tab_merge import merge_run_choices
+
+    runs = list(reversed(merge_run_choices(root))) if root else []
+    return {"live_model": _choices_update(root, model),
+            "export_run": gr.update(choices=runs, value=runs[0] if runs else None)}
+
+
+def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str, Any],
+                   wire: Callable[..., Any]) -> Any:
+    """Lay out the Live tab (inside the page's ``gr.Tabs``) and wire it; returns the tab."""
+    import gradio as gr
+
+    with gr.Tab("6 · Live", id="tab-live") as tab:
+        gr.Markdown(LIVE_TEXT, elem_classes=["learn"])
+        with gr.Row():
+            model = gr.Dropdown([], label="model (a training run, or a DFM/ONNX file in the project)",
+                                elem_id="live-model", allow_custom_value=False)
+            sbs = gr.Checkbox(False, label="side by side: original | swapped", elem_id="live-sbs")
+            refresh = gr.Button("Refresh models", size="sm", scale=0)
+        with gr.Row():
+            cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam (stays on this machine)",
+                           elem_id="live-cam", webcam_options=gr.WebcamOptions(
+                               mirror=True, constraints={"video": {"width": 640, "height": 480}}))
+            out = gr.Image(label="swapped (SYNTHETIC)", interactive=False, elem_id="live-out", format="jpeg")
+        stats = gr.HTML('<div id="live-timing">start the webcam to begin</div>', elem_id="live-stats")
+        with gr.Row():
+            rec = gr.Button("● Record to file", elem_id="live-record")
+            stop = gr.Button("■ Stop and save", elem_id="live-stop")
+        rec_status = gr.Markdown(elem_id="live-record-status")
+        with gr.Accordion("Export the model (DFM / ONNX)", open=False):
+            gr.Markdown(EXPORT_TEXT, elem_classes=["learn"])
+            with gr.Row():
+                export_run_dd = gr.Dropdown([], label="training run", elem_id="export-model-run")
+                fmt = gr.Radio(["dfm", "onnx"], value="dfm", label="format", elem_id="export-model-format")
+                overwrite = gr.Checkbox(False, label="overwrite")
+                export_btn = gr.Button("Export model", elem_id="export-model-btn")
+        session = gr.State(None)  # the key of this page's LiveSession
+
+    sessions = LiveSessions()
+    root = {"root": root_state}
+    lists = {"live_model": model, "export_run": export_run_dd}
+    wire([tab.select, refresh.click], refresh_live, {**root, "model": model}, lists)
+    handler = _bind(ctx, sessions)
+    wire(cam.stream, handler, {**root, "frame": cam, "model": model, "side_by_side": sbs,
+                               "settings": dict(setting_comps), "session_key": session},
+         {"live_out": out, "live_stats": stats, "live_key": session}, stream_every=STREAM_EVERY,
+         time_limit=3600, concurrency_limit=1, concurrency_id="live", show_progress="hidden")
+    wire(rec.click, partial(start_recording, sessions), {"session_key": session},
+         {"live_key": session, "live_record_status": rec_status})
+    wire(stop.click, partial(stop_recording, sessions), {**root, "session_key": session},
+         {"status": rec_status, "live_key": session})
+    wire(export_btn.click, export_model_cb, {**root, "run": export_run_dd, "fmt": fmt, "overwrite": overwrite},
+         {"status": rec_status, "live_model": model}, concurrency_id="heavy")
+    return tab
+
+
+def _bind(ctx: AppContext, sessions: LiveSessions) -> Callable[..., dict[str, Any]]:
+    def live(**kwargs: Any) -> dict[str, Any]:
+        return live_frame(ctx, sessions, **kwargs)
+
+    live.__name__ = "live_frame"
+    return live
