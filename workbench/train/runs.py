@@ -466,6 +466,28 @@ def prepare_run(
     return config
 
 
+def spawn_detached(run_dir: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Run ``python ARGS`` detached (new session), output appended to ``RUN/trainer.log``.
+
+    Shared by the face trainer and the XSeg trainer (``workbench.segment``): closing the notebook, browser
+    or app does not stop it, and it is never a fork of a kernel that may hold CUDA.
+    """
+    child_env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])  # so `-m workbench...` imports this very copy
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    if env:
+        child_env.update(env)
+    kwargs: dict[str, Any] = {}
+    if os.name == "nt":
+        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
+    else:
+        kwargs["start_new_session"] = True
+    with open(run_dir / LOG_NAME, "ab") as log:
+        return subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=child_env, close_fds=True, **kwargs)
+
+
 def start(
     run_dir: str | Path, options: Any, *, src: str | Path | None = None, dst: str | Path | None = None,
     pretrained: str | Path | None = None, max_steps: int | None = None, max_seconds: float | None = None,
@@ -496,26 +518,11 @@ def start(
     previous = _read_json(run_dir / STATUS_NAME) or {}
     write_status(run_dir, {**{k: v for k, v in previous.items() if k in ("step", "collapse_events")},
                            "state": "starting", "pid": None, "last_error": None, "started": time.time()})
-    child_env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])  # so `-m workbench.train` imports this very copy
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
-    child_env.setdefault("PYTHONUNBUFFERED", "1")
-    if env:
-        child_env.update(env)
-    kwargs: dict[str, Any] = {}
-    if os.name == "nt":
-        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
-    else:
-        kwargs["start_new_session"] = True
     if nproc < 1 or options.batch_size % nproc:
         raise TrainingError(f"batch size {options.batch_size} does not split over {nproc} processes",
                             hint=f"use a batch size that is a multiple of {nproc}")
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
-    with open(run_dir / LOG_NAME, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, *launcher, "-m", "workbench.train", str(run_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env, close_fds=True, **kwargs,
-        )
+    process = spawn_detached(run_dir, [*launcher, "-m", "workbench.train", str(run_dir)], env)
     return TrainerHandle(run_dir, process)
 
 
