@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,17 @@ import torch.nn.functional as F
 from ..errors import ConfigError, TrainingError, WorkbenchError
 from ..fileutil import atomic_write_json
 from ..models.xseg import XSegConfig, XSegLite
-from ..train.runs import (CONFIG_NAME, STATUS_NAME, RunLock, _read_json, checkpoint_path, spawn_detached,
-                          take_commands, trainer_pid, write_status)
+from ..train.runs import (
+    CONFIG_NAME,
+    STATUS_NAME,
+    RunLock,
+    _read_json,
+    checkpoint_path,
+    spawn_detached,
+    take_commands,
+    trainer_pid,
+    write_status,
+)
 from ..train.trainer import Callback, CpuThreadTuner, DistContext, TrainResult, resolve_device
 from .data import SegBank, load_seg_bank, make_batch
 
