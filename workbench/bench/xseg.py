@@ -99,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = apply_masks(load_xseg(run), [copies])
         print(cpu_line())
         print(f"{'measure':44s} {'value':>10s}")
-        print(f"{'train it/s (batch %d, %d px)' % (args.batch_size, options.resolution):44s} {1 / train_s:10.2f}")
+        label = f"train it/s (batch {args.batch_size}, {options.resolution} px)"
+        print(f"{label:44s} {1 / train_s:10.2f}")
         print(f"{'train faces/s':44s} {args.batch_size / train_s:10.1f}")
-        print(f"{'apply faces/s (%d faces, predict+encode+write)' % summary.faces:44s} {summary.faces_per_second:10.1f}")
+        label = f"apply faces/s ({summary.faces} faces, predict+encode+write)"
+        print(f"{label:44s} {summary.faces_per_second:10.1f}")
     if args.run and args.unseen:
         from ..segment.occlusion import evaluate_occlusion, make_occluder_set
         from ..testdata import shared_data_dir
