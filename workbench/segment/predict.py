@@ -54,6 +54,19 @@ def load_xseg(run_dir: str | Path, device: str | torch.device = "cpu") -> XSegMo
     return XSegModel(net, config.resolution, int(ckpt.get("step", 0)), device, ckpt_file)
 
 
+def project_segmenter(project: Any, run: str = "default", device: str | torch.device = "cpu") -> XSegModel:
+    """The project's XSeg model (``PROJECT/xseg/<run>``) for the merger's xseg-* modes; TrainingError if untrained."""
+    from ..errors import TrainingError
+    from ..train.runs import checkpoint_path
+    from .trainer import default_run_dir
+
+    run_dir = default_run_dir(project, run)
+    if not checkpoint_path(run_dir).is_file():
+        raise TrainingError("the xseg-* mask modes need a trained XSeg model", run_dir,
+                            f"train one: workbench xseg train {getattr(project, 'root', project)}")
+    return load_xseg(run_dir, device)
+
+
 def predict_masks(model: XSegModel | str | Path, images: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
     """Segment faces: RGB float32 (N, H, W, 3) in [0, 1] -> masks (N, H, W) float32 in [0, 1].
 
