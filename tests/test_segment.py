@@ -262,3 +262,34 @@ def test_background_xseg_pause_resume_stop_and_resume_after_kill(tmp_path, faces
     assert status.state == "stopped" and status.step == saved + 3  # resumed from the checkpoint
     assert any(r["kind"] == "eval" and "iou" in r for r in read_metrics(run))
     assert (run / "previews" / "latest.png").is_file()
+
+
+def test_cli_train_status_apply_remove(tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.errors import TrainingError
+    from workbench.project import create_project
+    from workbench.segment.predict import project_segmenter
+    from workbench.train.runs import read_metrics
+
+    project = create_project(tmp_path / "proj", face_size=48)
+    with pytest.raises(TrainingError, match="need a trained XSeg model"):
+        project_segmenter(project)  # what `workbench merge --mask-mode xseg-*` says before training
+    make_faceset(project.aligned_dir("src"), 5, size=48, seed=1)
+    make_faceset(project.aligned_dir("dst"), 5, size=48, seed=2)
+    root = str(project.root)
+    assert main(["xseg", "train", root, "--steps", "2", "--cpu-threads", "1"]) == 0
+    run = project.root / "xseg" / "default"
+    assert (run / "checkpoints" / "latest.pt").is_file()
+    segment = project_segmenter(project)
+    assert segment(np.zeros((48, 48, 3), np.float32)).shape == (48, 48)  # the merger's Segmenter interface
+    assert [r["step"] for r in read_metrics(run) if r["kind"] == "end"] == [2]
+    assert main(["xseg", "status", root]) == 0
+    assert "default: stopped, step 2" in capsys.readouterr().out
+    assert main(["xseg", "apply", root, "--side", "dst"]) == 0
+    assert "written into 5/5 faces" in capsys.readouterr().out
+    assert all(r.meta.xseg_mask for r in scan_faceset(project.aligned_dir("dst")).faces)
+    assert not any(r.meta.xseg_mask for r in scan_faceset(project.aligned_dir("src")).faces)
+    assert main(["xseg", "stop", root]) == 2  # no trainer running: a clear error, not a traceback
+    assert "no XSeg trainer is running" in capsys.readouterr().err
+    assert main(["xseg", "remove", root]) == 0
+    assert not any(r.meta.xseg_mask for r in scan_faceset(project.aligned_dir("dst")).faces)
