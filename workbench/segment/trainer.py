@@ -49,6 +49,7 @@ from ..train.runs import (
     write_status,
 )
 from ..train.trainer import Callback, CpuThreadTuner, DistContext, TrainResult, resolve_device
+from ..train.writer import ProgressLine, RunDirWriter
 from .data import SegBank, load_seg_bank, make_batch
 
 CHECKPOINT_KIND = "workbench.segment.checkpoint"
@@ -467,16 +468,24 @@ def _prepare(run_dir: Path, options: XSegOptions, folders: list[str | Path] | No
     return resolved
 
 
+class XSegProgress(ProgressLine):
+    """The face trainer's console line with XSeg's numbers: loss, BCE and Dice."""
+
+    def _line(self, trainer: Any) -> str:
+        losses = trainer.mean_losses()
+        ms = 1000.0 / trainer.it_per_s if trainer.it_per_s else 0.0
+        return (f"[{time.strftime('%H:%M:%S')}][#{trainer.step:06d}][{ms:.0f}ms][loss {losses.get('loss', 0):.4f}]"
+                f"[bce {losses.get('bce', 0):.4f}][dice {losses.get('dice', 0):.4f}][{trainer.state}]")
+
+
 def _run_locked(run_dir: Path, progress: bool = False, callbacks: list[Callback] | None = None) -> TrainResult:
     from ..train.foreground import _install_stop_signals, _remove_stale_temp_files
-    from ..train.writer import ProgressLine, RunDirWriter
-
     options, folders, steps, seconds = read_xseg_config(run_dir)
     with RunLock(run_dir):
         _remove_stale_temp_files(run_dir)
         cbs: list[Callback] = [RunDirWriter(run_dir, steps)]
         if progress:
-            cbs.append(ProgressLine())
+            cbs.append(XSegProgress())
         cbs += list(callbacks or [])
         try:
             trainer = XSegTrainer(options, folders, run_dir=run_dir, callbacks=cbs)
