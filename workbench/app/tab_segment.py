@@ -316,7 +316,7 @@ def build(ctx: AppContext, root_state: Any, tab: Any, wire: Callable[..., Any], 
             copy_btn = gr.Button("copy the previous face's polygons", elem_id="seg-copy")
             gr.Markdown("#### XSeg model (`PROJECT/xseg/default`)")
             with gr.Row():
-                steps = gr.Number(None, precision=0, label="steps (empty = until stopped)")
+                steps = gr.Number(0, precision=0, label="steps (0 = until stopped)")
                 train_btn = gr.Button("Train XSeg (background)", variant="primary", elem_id="seg-train")
             with gr.Row():
                 pause_btn = gr.Button("pause")
