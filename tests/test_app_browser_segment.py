@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _need
+from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _img_src, _need, _wait_src_change
 from train_fixtures import faceset_pair  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -113,10 +113,12 @@ def _walk(app, page) -> None:
     corners = ((0.3, 0.3), (0.7, 0.3), (0.7, 0.7), (0.3, 0.7))
     latencies = []
     for k, (fx, fy) in enumerate(corners, start=1):
+        old = _img_src(page, "#seg-view")
         t0 = time.perf_counter()
         page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-        expect(page.locator("#seg-info")).to_contain_text(f"drawing: {k} point(s)", timeout=30_000)
+        _wait_src_change(page, "#seg-view", old, timeout=30_000)  # the redrawn view is loaded and shown
         latencies.append(1000 * (time.perf_counter() - t0))
+        expect(page.locator("#seg-info")).to_contain_text(f"drawing: {k} point(s)", timeout=30_000)
     page.locator("#seg-close").click()
     expect(page.locator("#seg-info")).to_contain_text("1 include, 0 exclude")
     print(f"\nSegment tab click -> redraw in the browser: median {statistics.median(latencies):.0f} ms, "

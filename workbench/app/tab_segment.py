@@ -262,19 +262,23 @@ def xseg_control(root: str, command: str = "stop") -> dict[str, Any]:
 
 
 @guarded
-def xseg_status(root: str) -> dict[str, Any]:
+def xseg_status(root: str, seen: str | None = None) -> dict[str, Any]:
+    """The XSeg run's status line and latest preview; nothing is sent when neither changed since ``seen``."""
     from ..segment.trainer import default_run_dir
     from ..train.runs import latest_preview, read_status
 
     if not root:
-        return {}
+        return {"seg_seen": seen}
     run_dir = default_run_dir(_project(root))
     status = read_status(run_dir)
     line = status.summary()
     if status.metrics.get("iou") is not None:
         line += f" · held-out IoU {status.metrics['iou']:.3f}"
     preview = latest_preview(run_dir)
-    return {"seg_train_status": line, "seg_preview": str(preview) if preview else None}
+    key = f"{line}|{preview.stat().st_mtime_ns if preview else 0}"
+    if key == seen:
+        return {"seg_seen": seen}  # nothing new to draw (an empty dict would be read as one output value)
+    return {"seg_train_status": line, "seg_preview": str(preview) if preview else None, "seg_seen": key}
 
 
 @guarded
@@ -349,5 +353,6 @@ def build(ctx: AppContext, root_state: Any, tab: Any, wire: Callable[..., Any], 
     for btn, command in ((pause_btn, "pause"), (resume_btn, "resume"), (stop_btn, "stop")):
         wire(btn.click, partial(xseg_control, command=command), R, t_out)
     wire(apply_btn.click, xseg_apply, {**R, "side": apply_side}, t_out, concurrency_id="heavy")
+    seen = gr.State(None)
     timer = gr.Timer(2.0)
-    wire(timer.tick, xseg_status, R, t_out, show_progress="hidden")
+    wire(timer.tick, xseg_status, {**R, "seen": seen}, {**t_out, "seg_seen": seen}, show_progress="hidden")
