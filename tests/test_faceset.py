@@ -13,6 +13,7 @@ from PIL import Image
 from workbench.errors import MetadataError
 from workbench.faceset import (
     INDEX_NAME,
+    SCHEMA_VERSION,
     FaceMeta,
     load_aligned_face,
     move_to_trash,
@@ -61,7 +62,7 @@ def test_metadata_round_trip(tmp_path, rng, suffix):
     # metadata is JSON, readable by anyone (no pickle)
     with Image.open(path) as img:
         raw = img.text["workbench"] if suffix == ".png" else img.info["comment"].decode()
-    assert json.loads(raw)["workbench"]["schema_version"] == 1
+    assert json.loads(raw)["workbench"]["schema_version"] == SCHEMA_VERSION == 2
 
 
 def test_scan_survives_delete_rename_and_broken_files(tmp_path, rng):

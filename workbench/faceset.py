@@ -5,13 +5,20 @@ a PNG ``iTXt`` chunk or a JPEG comment (COM) segment, both keyed ``workbench``. 
 files: a user can delete, rename or move faces with any file manager and the faceset stays valid.
 A folder scan rebuilds the index; a cached index (``.index.json``) only speeds up re-scans and is
 ignored entry by entry whenever a file's size or modification time changed.
+
+Schema history: 1 = geometry and provenance; 2 adds XSeg labels (``seg_polys``, include/exclude polygons in
+aligned pixels) and the applied XSeg mask (``xseg_mask``, base64 PNG). Version-1 files read as having
+neither; :func:`update_face_meta` rewrites only the metadata (pixels untouched, atomic).
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +29,9 @@ from PIL import Image, PngImagePlugin
 from .errors import MetadataError, WorkbenchError
 from .fileutil import atomic_path, atomic_write_json
 from .images import decode_image_bytes, to_uint8
+from .segment.labels import SegPolygon, polygons_from_list
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METADATA_KEY = "workbench"
 FACE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 INDEX_NAME = ".index.json"
@@ -53,6 +61,8 @@ class FaceMeta:
     landmarker: str = ""
     identity_distance: float | None = None
     origin: str = "detected"  # "detected" by the engine, or "tracked" (KLT filled a frame the detector missed)
+    seg_polys: tuple[SegPolygon, ...] = ()
+    xseg_mask: bytes | None = field(default=None, compare=False, repr=False)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,11 +84,16 @@ class FaceMeta:
             "landmarker": self.landmarker,
             "identity_distance": None if self.identity_distance is None else float(self.identity_distance),
             "origin": self.origin,
+            "seg_polys": [p.to_dict() for p in self.seg_polys],
+            "xseg_mask": None if self.xseg_mask is None else base64.b64encode(self.xseg_mask).decode("ascii"),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: str | Path | None = None) -> FaceMeta:
-        """Build from the stored JSON dict, migrating older schema versions; raises MetadataError."""
+        """Build from the stored JSON dict, migrating older schema versions; raises MetadataError.
+
+        Version 1 (no XSeg fields) migrates to no polygons and no applied mask.
+        """
         from .align import normalize_face_type
         from .errors import ConfigError
 
@@ -132,11 +147,13 @@ class FaceMeta:
                 landmarker=str(data.get("landmarker", "")),
                 identity_distance=None if data.get("identity_distance") is None else float(data["identity_distance"]),
                 origin=str(data.get("origin", "detected")),
+                seg_polys=polygons_from_list(data.get("seg_polys") or ()),
+                xseg_mask=base64.b64decode(data["xseg_mask"], validate=True) if data.get("xseg_mask") else None,
                 schema_version=SCHEMA_VERSION,
             )
         except MetadataError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, base64.binascii.Error) as exc:
             raise MetadataError(
                 f"broken face metadata ({exc.__class__.__name__}: {exc})",
                 path,
@@ -166,7 +183,7 @@ class FacesetScan:
 
 def encode_aligned_face(image: np.ndarray, meta: FaceMeta, fmt: str = "jpg", quality: int = 90) -> bytes:
     """Encode an aligned face image with its metadata embedded; returns the file bytes."""
-    payload = json.dumps({METADATA_KEY: meta.to_dict()}, separators=(",", ":"))
+    payload = _metadata_payload(meta)
     img = Image.fromarray(to_uint8(image))
     buf = io.BytesIO()
     fmt = fmt.lower().lstrip(".")
@@ -240,7 +257,8 @@ def load_aligned_face(path: str | Path) -> tuple[np.ndarray, FaceMeta]:
         factor = image.shape[0] / float(meta.size)
         meta = FaceMeta(**{**meta.__dict__, "size": image.shape[0],
                            "landmarks": meta.landmarks * factor,
-                           "face_matrix": meta.face_matrix * factor})
+                           "face_matrix": meta.face_matrix * factor,
+                           "seg_polys": tuple(p.scaled(factor) for p in meta.seg_polys)})
     return image, meta
 
 
@@ -309,6 +327,89 @@ def scan_faceset(folder: str | Path, use_cache: bool = True) -> FacesetScan:
         except OSError:
             pass  # a read-only faceset is still usable; the index is only a cache
     return FacesetScan(folder, tuple(faces), tuple(broken))
+
+
+def _metadata_payload(meta: FaceMeta) -> str:
+    return json.dumps({METADATA_KEY: meta.to_dict()}, separators=(",", ":"))
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _replace_png_payload(data: bytes, payload: str) -> bytes:
+    """Swap the ``workbench`` iTXt chunk of a PNG (pixels untouched); raises ValueError on a bad file."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG file")
+    itxt = _png_chunk(b"iTXt", METADATA_KEY.encode("latin-1") + b"\0\1\0\0\0" + zlib.compress(payload.encode("utf-8")))
+    out, pos, inserted = [data[:8]], 8, False
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos:pos + 12 + length]
+        if len(chunk) != 12 + length:
+            raise ValueError("truncated PNG chunk")
+        pos += 12 + length
+        if kind in (b"iTXt", b"tEXt", b"zTXt") and chunk[8:8 + len(METADATA_KEY) + 1] == METADATA_KEY.encode() + b"\0":
+            continue
+        if kind in (b"IDAT", b"IEND") and not inserted:
+            out.append(itxt)
+            inserted = True
+        out.append(chunk)
+        if kind == b"IEND":
+            break
+    return b"".join(out)
+
+
+def _replace_jpeg_payload(data: bytes, payload: str) -> bytes:
+    """Swap the JPEG comment (COM) segment that carries the metadata (pixels untouched)."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG file")
+    body = payload.encode("utf-8")
+    if len(body) > 65533:
+        raise ValueError(f"metadata of {len(body)} bytes does not fit a JPEG comment (65533 max)")
+    com = b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body
+    out, pos, inserted = [data[:2]], 2, False
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ValueError("corrupt JPEG marker")
+        marker = data[pos + 1]
+        if marker == 0xDA or not (0xE0 <= marker <= 0xEF or marker == 0xFE):
+            if not inserted:
+                out.append(com)
+            out.append(data[pos:])  # scan data and the rest: copied byte for byte
+            return b"".join(out)
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        segment = data[pos:pos + 2 + length]
+        pos += 2 + length
+        if marker == 0xFE:
+            continue  # the old comment (PIL reads one; ours replaces it)
+        out.append(segment)
+    raise ValueError("JPEG ends before its image data")
+
+
+def update_face_meta(path: str | Path, **changes: Any) -> FaceMeta:
+    """Change some metadata fields of an aligned face file in place, atomically, without re-encoding pixels.
+
+    Used by the XSeg editor (polygons on every click) and ``workbench xseg apply/remove``.
+
+    Raises:
+        MetadataError: the file is not an aligned face, or the new metadata does not fit a JPEG comment.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MetadataError(f"cannot read aligned face ({exc})", path, "check the file exists and is readable") from exc
+    meta = replace_meta(_read_meta(io.BytesIO(data), path), **changes)
+    payload = _metadata_payload(meta)
+    try:
+        new = _replace_png_payload(data, payload) if data[:4] == b"\x89PNG" else _replace_jpeg_payload(data, payload)
+    except ValueError as exc:
+        raise MetadataError(f"cannot rewrite the face metadata ({exc})", path,
+                            "re-extract this face, or use PNG faces for very large labels") from exc
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(new)
+    return meta
 
 
 def replace_meta(meta: FaceMeta, **changes: Any) -> FaceMeta:

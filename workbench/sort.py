@@ -82,6 +82,22 @@ def source_order(image: np.ndarray, meta: FaceMeta) -> float:
     return float(meta.frame_index) + meta.face_index / 100.0
 
 
+def mask_disagreement(image: np.ndarray, meta: FaceMeta) -> float:
+    """How much the applied XSeg mask disagrees with the landmark hull: 1 - IoU (0 without an XSeg mask).
+
+    Occluded faces (hands, microphones, hair) score high, so sorting descending lists them first.
+    """
+    if meta.xseg_mask is None:
+        return 0.0
+    from .segment.labels import decode_mask_png
+
+    h, w = image.shape[:2]
+    xseg = decode_mask_png(meta.xseg_mask, (h, w)) >= 0.5
+    hull = hull_mask((h, w), np.asarray(meta.landmarks) * (h / float(meta.size))) >= 0.5
+    union = float((xseg | hull).sum())
+    return 1.0 - float((xseg & hull).sum()) / union if union else 0.0
+
+
 # name -> (score function, descending?)
 SCORES: dict[str, tuple[Callable[[np.ndarray, FaceMeta], float], bool]] = {
     "blur": (sharpness, True),
@@ -92,6 +108,7 @@ SCORES: dict[str, tuple[Callable[[np.ndarray, FaceMeta], float], bool]] = {
     "brightness": (brightness, True),
     "hue": (hue, True),
     "source": (source_order, False),
+    "mask-vs-hull": (mask_disagreement, True),
 }
 METHODS = (*SCORES, "hist", "best")
 

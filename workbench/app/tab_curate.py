@@ -63,8 +63,14 @@ def _thumbnail(path: Path, meta: Any, landmarks: bool, mask: bool) -> np.ndarray
     scale = THUMB / float(image.shape[0])
     small = cv2.resize(image, (THUMB, THUMB), interpolation=cv2.INTER_AREA) if image.shape[0] != THUMB else image
     lm = np.asarray(meta.landmarks, np.float32) * scale
-    if mask:
-        small = viz.overlay_mask(small, hull_mask(small.shape, lm), color=(1.0, 0.2, 0.2), alpha=0.4)
+    if mask:  # the applied XSeg mask when the face has one (blue), else the landmark hull (red)
+        if getattr(meta, "xseg_mask", None):
+            from ..segment.labels import decode_mask_png
+
+            small = viz.overlay_mask(small, decode_mask_png(meta.xseg_mask, small.shape[:2]), color=(0.2, 0.4, 1.0),
+                                     alpha=0.4)
+        else:
+            small = viz.overlay_mask(small, hull_mask(small.shape, lm), color=(1.0, 0.2, 0.2), alpha=0.4)
     if landmarks:
         small = viz.draw_landmarks(small, lm, radius=1, thickness=1)
     return to_uint8(small)

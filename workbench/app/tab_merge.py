@@ -152,11 +152,24 @@ def _merge_view(ctx: AppContext, project: Project, run: str, frame_pos: int, val
     return entry, frame, lms, predictions, motions, settings
 
 
-def _merge_once(frame: np.ndarray, lms: list, predictions: list, motions: Any, settings: Any, index: int):
+def _segmenter(ctx: AppContext, project: Project, needed: bool) -> Any:
+    """The project's XSeg model when an xseg-* mask mode is ``needed`` (cached per checkpoint), else None."""
+    if not needed:
+        return None
+    from ..segment.predict import project_segmenter
+    from ..segment.trainer import default_run_dir
+    from ..train.runs import checkpoint_path
+
+    key = ("xseg-model", str(checkpoint_path(default_run_dir(project))), _mtime(checkpoint_path(default_run_dir(project))))
+    return ctx.predictions(key, lambda: [project_segmenter(project)])[0]
+
+
+def _merge_once(frame: np.ndarray, lms: list, predictions: list, motions: Any, settings: Any, index: int,
+                segment: Any = None):
     from ..merge import merge_frame
 
     return merge_frame(frame, lms, None, settings, motions=motions, predictions=predictions,
-                       rng=np.random.default_rng(index))
+                       rng=np.random.default_rng(index), segment=segment)
 
 
 @guarded
@@ -173,7 +186,7 @@ def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, set
         return {"merge_info": f"Run **{run}** has no trained model yet: train it in the Train tab first."}
     entry, frame, lms, predictions, motions, s = _merge_view(ctx, project, run, frame_pos, settings)
     t1 = time.perf_counter()
-    out, mask = _merge_once(frame, lms, predictions, motions, s, entry.index)
+    out, mask = _merge_once(frame, lms, predictions, motions, s, entry.index, _segmenter(ctx, project, s.needs_segmenter))
     t2 = time.perf_counter()
     config = _merge_config(project)
     n_over = sum(1 for ov in config.overrides if ov.covers(entry.index))
@@ -207,7 +220,8 @@ def color_variants(ctx: AppContext, root: str, run: str, frame_pos: int, setting
     y0, y1 = int(max(cy - half, 0)), int(min(cy + half, h))
     cells, labels = [frame[y0:y1, x0:x1]], ["destination"]
     for name in names:
-        out, _ = _merge_once(frame, lms, predictions, motions, s.replace(color_transfer=name), entry.index)
+        out, _ = _merge_once(frame, lms, predictions, motions, s.replace(color_transfer=name), entry.index,
+                             _segmenter(ctx, project, s.needs_segmenter))
         cells.append(out[y0:y1, x0:x1])
         labels.append(name)
     grid = viz.image_grid(cells, 5, labels=labels)
@@ -301,7 +315,9 @@ def merge_all(ctx: AppContext, root: str, run: str, settings: Mapping[str, Any],
                                  temporal_smoothing=_smoothing(temporal_smoothing, config))
     config.save(project.merge_settings_path)
     _progress(progress, 0.0, "merging frames")
-    summary = merge_project(project, predictor, config, workers=2, progress=True)
+    needs = config.default.needs_segmenter or any(config.settings_for(o.start).needs_segmenter for o in config.overrides)
+    segment = _segmenter(ctx, project, needs)
+    summary = merge_project(project, predictor, config, workers=2, progress=True, segment=segment)
     out = project_overview(root)
     out["status"] = "Merged with the settings above (saved to `merge.json`):  \n" + summary.format().replace(
         "\n", "  \n")

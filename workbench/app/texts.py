@@ -58,3 +58,10 @@ provenance record (tool, version, model, hashes of the inputs, time) is written 
 Anyone can read it back, so the video stays labelled as synthetic wherever it goes."""
 
 NO_PROJECT = "No project is open. Create one or open an existing one in the **Project** tab."
+
+SEGMENT = """**Segment (XSeg).** The landmark hull cannot know about a hand, a microphone or hair in front of the face,
+so the swap would be pasted over it. XSeg is a small segmentation network that learns *the visible face*. With
+no labels at all it bootstraps from hull masks with synthetic occluders; draw include (green) / exclude (red)
+polygons on faces where its prediction (magenta) is wrong, train again, then **Apply** the masks: masked
+training and the merger's `xseg-*` mask modes use them. Click to add points; every click is saved in the face
+file. Keys: A/D previous/next, Q/W include/exclude, C close, Z undo, Del delete polygon."""

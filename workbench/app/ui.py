@@ -117,10 +117,10 @@ def _setting_component(name: str, default: Any, help_text: str) -> Any:
     label = name.replace("_", " ")
     eid = f"set-{name}"
     if name in MERGE_CHOICE_FIELDS:
-        choices = {"mode": merge.MODES, "mask_mode": merge.LEARNED_MASK_MODES,
+        choices = {"mode": merge.MODES, "mask_mode": merge.MASK_MODES,
                    "color_transfer": merge.color_transfer_names(), "sharpen_mode": merge.SHARPEN_MODES}[name]
         if name == "mask_mode":
-            help_text += " (the xseg-* modes need a segmentation model, which this app does not ship)"
+            help_text += " (the xseg-* modes use the XSeg model trained in the Segment tab)"
         return gr.Dropdown(list(choices), value=default, label=label, info=help_text, elem_id=eid)
     if isinstance(default, bool):
         return gr.Checkbox(value=default, label=label, info=help_text, elem_id=eid)
@@ -151,7 +151,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
     """
     from ..merge import FIELD_HELP
     from ..train.options import OPTION_HELP, PRESETS
-    from . import live_tab
+    from . import live_tab, tab_segment
 
     root = str(Project.open(project_root).root) if project_root else ""
     if workspace is None:
@@ -256,10 +256,14 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                                   open=False):
                     with gr.Row():
                         s_method = gr.Dropdown(["blur", "motion-blur", "yaw", "pitch", "face-size", "brightness",
-                                                "hue", "source", "hist", "best"], value="blur", label="method")
+                                                "hue", "source", "mask-vs-hull", "hist", "best"], value="blur", label="method")
                         s_keep = gr.Number(None, precision=0, label="keep the first N (required for best)")
                         s_min = gr.Number(None, label="trash faces scoring below")
                         sort_btn = gr.Button("Sort and trash rejects")
+
+            # ---------------------------------------------------------------------------- Segment
+            with gr.Tab("2b · Segment", id="tab-segment") as segment_tab:
+                tab_segment.build(ctx, root_state, segment_tab, _wire, texts.SEGMENT)
 
             # ---------------------------------------------------------------------------- Train
             with gr.Tab("3 · Train", id="tab-train") as train_tab:

@@ -71,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smooth", type=float, help="temporal landmark smoothing strength 0..1 (0 = off)")
     p.add_argument("--flow-stabilize", type=float,
                    help="dense optical-flow stabilisation of the merged face 0..1 (0 = off; less flicker)")
+    p.add_argument("--xseg-run", default="default",
+                   help="XSeg run under PROJECT/xseg used by the xseg-* mask modes (default: default)")
     p.add_argument("--workers", type=int, default=2, help="compositing threads (default 2)")
     p.add_argument("--batch-size", type=int, default=8, help="faces per model call (default 8)")
     p.add_argument("--overwrite", action="store_true", help="merge every frame again, even those already merged")
@@ -140,8 +142,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {name} (resolution {getattr(predictor, 'resolution', '?')}, "
           f"face type {getattr(predictor, 'face_type', '?')})")
     config = adapt_to_predictor(config, predictor)
+    segment = None
+    if any(config.settings_for(o.start).needs_segmenter for o in config.overrides) or config.default.needs_segmenter:
+        from ..segment.predict import project_segmenter
+
+        segment = project_segmenter(project, args.xseg_run, device=args.device)
+        print(f"xseg: {segment.source.parent.parent.name} (step {segment.step})")
     summary = merge_project(project, predictor, config, workers=args.workers, progress=not args.no_progress,
-                            resume=not args.overwrite, batch_size=args.batch_size)
+                            resume=not args.overwrite, batch_size=args.batch_size, segment=segment)
     print(summary.format())
     if args.save:
         config.save(path)

@@ -3,7 +3,7 @@
 Each side (src, dst) becomes a :class:`FaceBank`: every face is decoded (in a thread pool), re-cropped from
 its stored landmarks when the faceset's face type differs from the model's (DFL does the same, §3.7),
 resized when its size differs, and kept in RAM as uint8 together with its masks (hull "full face" mask and
-the eyes/mouth mask, §2.1-2.2). That is ``5·res²`` bytes per face (82 KB at 128 px).
+the eyes/mouth mask, §2.1-2.2; a face with an applied XSeg mask uses that mask instead of the hull, §2.3). That is ``5·res²`` bytes per face (82 KB at 128 px).
 
 Batches are index draws from a :class:`SideSampler` (epoch shuffling like DFL's index host, or uniform over
 128 yaw bins with ``uniform_yaw``); augmentation happens later, batched in torch on the training device
@@ -108,8 +108,17 @@ def _load_one(path: Path, face_type: str, resolution: int, need_yaw: bool):
     from ..masks import eyes_mouth_mask, hull_mask
 
     image, meta = load_aligned_face(path)
+    xseg = None
+    if meta.xseg_mask is not None:
+        # An applied XSeg mask replaces the hull for masked training (DFL §2.3); it rides along as a 4th
+        # channel so any re-crop or resize moves it exactly like the face.
+        from ..segment.labels import decode_mask_png
+
+        image = np.dstack([image, decode_mask_png(meta.xseg_mask, image.shape[:2])])
     image, lm, recropped, resized = prepare_face(image, meta.landmarks, face_type, meta.face_type, resolution)
-    hull = hull_mask((resolution, resolution), lm)
+    if image.shape[2] == 4:
+        image, xseg = image[..., :3], (image[..., 3] >= 0.5).astype(np.float32)
+    hull = xseg if xseg is not None else hull_mask((resolution, resolution), lm)
     em = eyes_mouth_mask((resolution, resolution), lm, hull)
     yaw = 0.0
     if need_yaw:

@@ -538,6 +538,32 @@ def prepare_run(
     return config
 
 
+def spawn_detached(run_dir: Path, args: list[str], env: dict[str, str] | None = None,
+                   pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Run ``python ARGS`` detached (new session), output appended to ``RUN/trainer.log``.
+
+    Shared by the face trainer and the XSeg trainer (``workbench.segment``): closing the notebook, browser
+    or app does not stop it, and it is never a fork of a kernel that may hold CUDA. ``pass_fds`` are inherited
+    (the face trainer hands its run lock to the child this way).
+    """
+    child_env = {k: v for k, v in os.environ.items() if k != LOCK_FD_ENV}  # a lock is handed over explicitly only
+    package_root = str(Path(__file__).resolve().parents[2])  # so `-m workbench...` imports this very copy
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    if env:
+        child_env.update(env)
+    kwargs: dict[str, Any] = {}
+    if os.name == "nt":
+        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
+    else:
+        kwargs["start_new_session"] = True
+    if pass_fds:
+        kwargs["pass_fds"] = pass_fds
+    with open(run_dir / LOG_NAME, "ab") as log:
+        return subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=child_env, close_fds=True, **kwargs)
+
+
 def start(
     run_dir: str | Path, options: Any, *, src: str | Path | None = None, dst: str | Path | None = None,
     pretrained: str | Path | None = None, max_steps: int | None = None, max_seconds: float | None = None,
@@ -587,30 +613,17 @@ def _start_locked(run_dir: Path, options: Any, lock: RunLock, *, src: str | Path
     previous = previous if isinstance(previous, dict) else {}
     write_status(run_dir, {**{k: v for k, v in previous.items() if k in ("step", "collapse_events")},
                            "state": "starting", "pid": None, "last_error": None, "started": time.time()})
-    child_env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])  # so `-m workbench.train` imports this very copy
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
-    child_env.setdefault("PYTHONUNBUFFERED", "1")
-    if env:
-        child_env.update(env)
-    kwargs: dict[str, Any] = {}
-    if os.name == "nt":
-        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS  # type: ignore[attr-defined]
-    else:
-        kwargs["start_new_session"] = True
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
+    child_env = dict(env or {})
+    inherited: tuple[int, ...] = ()
     if nproc == 1 and lock._fd is not None and os.name != "nt":
         # torchrun would hold the inherited lock in its launcher, so only a direct child adopts it.
         child_env[LOCK_FD_ENV] = str(lock._fd)
-        kwargs["pass_fds"] = (lock._fd,)
+        inherited = (lock._fd,)
     else:
-        child_env.pop(LOCK_FD_ENV, None)
         lock.release()
-    with open(run_dir / LOG_NAME, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, *launcher, "-m", "workbench.train", str(run_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env, close_fds=True, **kwargs,
-        )
+    process = spawn_detached(run_dir, [*launcher, "-m", "workbench.train", str(run_dir)], child_env,
+                             pass_fds=inherited)
     if lock._fd is not None:
         os.ftruncate(lock._fd, 0)
         os.pwrite(lock._fd, str(process.pid).encode(), 0)  # the child owns the lock now; report its pid

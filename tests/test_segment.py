@@ -1,0 +1,295 @@
+"""XSeg: labels in the face file, rasterisation, bootstrap training, prediction, masked training, merge modes."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from train_fixtures import faceset_pair, make_faceset, one_torch_thread  # noqa: F401  (fixtures)
+
+from workbench.errors import WorkbenchError
+from workbench.faceset import (
+    SCHEMA_VERSION,
+    FaceMeta,
+    load_aligned_face,
+    read_face_meta,
+    scan_faceset,
+    update_face_meta,
+    write_aligned_face,
+)
+from workbench.segment.labels import SegPolygon, decode_mask_png, encode_mask_png, rasterize_polygons
+
+TINY = dict(resolution=32, channels=(8, 16, 24), bottleneck=32, batch_size=8, lr=3e-3, heldout=8,
+            metrics_every=0, preview_every=0, save_every_seconds=0, cpu_threads=1)
+
+
+def _meta(size=64, seed=0) -> FaceMeta:
+    rng = np.random.default_rng(seed)
+    lm = rng.uniform(8, size - 8, (68, 2)).astype(np.float32)
+    return FaceMeta("whole_face", size, lm, lm * 3, np.array([[0.5, 0, 1], [0, 0.5, 2]]), source_file="a.mp4")
+
+
+POLYS = (SegPolygon("include", ((4.25, 4.5), (60.0, 4.0), (60.0, 60.0), (4.0, 60.0))),
+         SegPolygon("exclude", ((20.0, 20.0), (40.0, 20.0), (30.0, 35.5))),
+         SegPolygon("include", ((1.0, 1.0), (3.0, 1.0)), closed=False))
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_polygons_and_mask_round_trip_through_the_file_without_touching_pixels(tmp_path, suffix):
+    rng = np.random.default_rng(1)
+    path = write_aligned_face(tmp_path / f"f{suffix}", rng.random((64, 64, 3)).astype(np.float32), _meta())
+    before, _ = load_aligned_face(path)
+    mask = rasterize_polygons(POLYS, (64, 64))
+    update_face_meta(path, seg_polys=POLYS, xseg_mask=encode_mask_png(mask))
+    after, meta = load_aligned_face(path)
+    assert np.array_equal(before, after)  # only the metadata segment was replaced (no JPEG re-encode)
+    assert meta.seg_polys == POLYS and meta.seg_polys[2].closed is False
+    assert np.array_equal(decode_mask_png(meta.xseg_mask, 64), mask)
+    assert meta.schema_version == SCHEMA_VERSION == 2
+    # the cached index and a fresh scan agree
+    assert scan_faceset(tmp_path).faces[0].meta.seg_polys == POLYS
+    assert scan_faceset(tmp_path).faces[0].meta.xseg_mask == meta.xseg_mask
+    update_face_meta(path, seg_polys=(), xseg_mask=None)
+    cleared = read_face_meta(path)
+    assert cleared.seg_polys == () and cleared.xseg_mask is None
+
+
+def test_version_1_files_read_and_migrate(tmp_path):
+    meta = _meta()
+    v1 = {k: v for k, v in meta.to_dict().items() if k not in ("seg_polys", "xseg_mask")} | {"schema_version": 1}
+    buf = io.BytesIO()
+    img = np.full((64, 64, 3), 128, np.uint8)
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("workbench", json.dumps({"workbench": v1}), zip=True)
+    Image.fromarray(img).save(buf, format="PNG", pnginfo=info)
+    path = tmp_path / "old.png"
+    path.write_bytes(buf.getvalue())
+    old = read_face_meta(path)
+    assert old.seg_polys == () and old.xseg_mask is None and np.allclose(old.landmarks, meta.landmarks, atol=1e-3)
+    update_face_meta(path, seg_polys=POLYS[:1])
+    with Image.open(path) as im:
+        stored = json.loads(im.text["workbench"])["workbench"]
+        assert np.array_equal(np.asarray(im), img)
+    assert stored["schema_version"] == 2 and stored["seg_polys"][0]["kind"] == "include"
+
+
+def test_rasterisation_includes_then_excludes_with_subpixel_edges():
+    square = SegPolygon("include", ((10, 10), (50, 10), (50, 50), (10, 50)))
+    hole = SegPolygon("exclude", ((20, 20), (30, 20), (30, 30), (20, 30)))
+    for order in ((square, hole), (hole, square)):  # excludes win whatever the drawing order
+        m = rasterize_polygons(order, (64, 64))
+        assert m.dtype == np.float32 and m.shape == (64, 64)
+        assert m[15, 15] == 1 and m[25, 25] == 0 and m[5, 5] == 0 and m[55, 55] == 0
+        assert abs(m.sum() - (41 * 41 - 11 * 11)) <= 41 * 4  # filled area with inclusive edges
+    assert rasterize_polygons((SegPolygon("include", ((1, 1), (9, 9))),), (16, 16)).sum() == 0  # < 3 points
+    # fractional points move the edge: a 0.5 px shift changes the covered columns
+    a = rasterize_polygons((SegPolygon("include", ((10, 0), (20.0, 0), (20.0, 30), (10, 30))),), (32, 32))
+    b = rasterize_polygons((SegPolygon("include", ((10, 0), (22.5, 0), (22.5, 30), (10, 30))),), (32, 32))
+    assert 2 <= (b.sum() - a.sum()) / 31 <= 3
+    with pytest.raises(ValueError, match="kind"):
+        SegPolygon("maybe", ())
+
+
+def test_mask_png_is_compact_and_capped():
+    rng = np.random.default_rng(0)
+    smooth = np.zeros((512, 512), np.float32)
+    smooth[100:400, 120:380] = 1
+    data = encode_mask_png(smooth)
+    assert len(data) < 3000 and np.array_equal(decode_mask_png(data, 512), smooth)
+    noise = (rng.random((512, 512)) > 0.5).astype(np.float32)
+    capped = encode_mask_png(noise, max_bytes=5000)
+    assert len(capped) <= 5000
+    assert decode_mask_png(capped, 512).shape == (512, 512)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, faceset_pair):  # noqa: F811
+    """A short zero-label bootstrap on real lp_d18 faces (64 px): metrics before and after."""
+    from workbench.segment.trainer import XSegOptions, XSegTrainer
+
+    src, _ = faceset_pair
+    run = tmp_path_factory.mktemp("xseg") / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    trainer = XSegTrainer(XSegOptions(**TINY), [src], run_dir=run)
+    before = trainer.evaluate()
+    losses = [trainer.train_step()["loss"] for _ in range(120)]
+    after = trainer.evaluate()
+    trainer.save()
+    return run, before, after, losses, trainer
+
+
+def test_short_bootstrap_lowers_loss_and_raises_heldout_iou(tiny_run):
+    _, before, after, losses, trainer = tiny_run
+    assert trainer.eval_kind == "hull+occluders" and before["heldout"] == 8
+    assert np.mean(losses[-15:]) < 0.8 * np.mean(losses[:15])
+    assert after["iou"] > before["iou"] + 0.15, (before, after)
+    assert after["iou"] > 0.6
+
+
+def test_predict_masks_shapes_and_ranges(tiny_run, faceset_pair):  # noqa: F811
+    from workbench.segment import load_xseg, predict_masks
+
+    run, *_ = tiny_run
+    images = np.stack([load_aligned_face(p)[0] for p in sorted(faceset_pair[1].glob("*.png"))[:3]])
+    for batch in (images, np.stack([np.pad(i, ((8, 8), (0, 0), (0, 0))) for i in images])):
+        masks = predict_masks(run, batch.astype(np.float32))
+        assert masks.shape == batch.shape[:3] and masks.dtype == np.float32
+        assert masks.min() >= 0 and masks.max() <= 1 and (masks[(masks > 0)] >= 0.1).all()  # DFL zeroes < 0.1
+        assert 0.1 < (masks > 0.5).mean() < 0.9
+    model = load_xseg(run)
+    assert np.allclose(model(images[0]), predict_masks(model, images[:1])[0], atol=1e-5)
+    with pytest.raises(WorkbenchError, match="RGB images"):
+        predict_masks(model, images[..., 0])
+
+
+def test_apply_remove_and_sort_by_mask_disagreement(tiny_run, tmp_path):
+    from workbench.segment.predict import apply_masks, remove_masks
+    from workbench.sort import mask_disagreement
+
+    run, *_ = tiny_run
+    folder = make_faceset(tmp_path / "faces", 4, size=48)
+    summary = apply_masks(run, [folder])
+    assert summary.written == 4 and not summary.broken
+    metas = [r.meta for r in scan_faceset(folder).faces]
+    assert all(m.xseg_mask is not None for m in metas)
+    # a hand-made occluded mask disagrees more with the hull than a hull-shaped one
+    from workbench.masks import hull_mask
+
+    hull = hull_mask((48, 48), metas[0].landmarks)
+    cut = hull.copy()
+    cut[24:] = 0
+    scores = []
+    for m, mask in zip(metas[:2], (hull, cut)):
+        scores.append(mask_disagreement(np.zeros((48, 48, 3), np.float32), m.__class__(**{**m.__dict__, "xseg_mask": encode_mask_png(mask)})))
+    assert scores[0] < 0.05 < 0.3 < scores[1]
+    assert remove_masks([folder]) == 4
+    assert all(r.meta.xseg_mask is None for r in scan_faceset(folder).faces)
+
+
+def test_masked_training_uses_the_xseg_mask_when_present(tmp_path):
+    from workbench.masks import hull_mask
+    from workbench.train.data import load_face_bank
+
+    folder = make_faceset(tmp_path / "faces", 2, size=48)
+    paths = sorted(folder.glob("*.png"))
+    xseg = np.zeros((48, 48), np.float32)
+    xseg[5:30, 8:40] = 1  # deliberately unlike the hull
+    update_face_meta(paths[0], xseg_mask=encode_mask_png(xseg))
+    bank = load_face_bank(folder, "src", "full", 48, workers=0)
+    got = bank.masks[:, 0].numpy() / 255.0
+    i0, i1 = bank.paths.index(paths[0]), bank.paths.index(paths[1])
+    assert np.array_equal(got[i0] >= 0.5, xseg >= 0.5)
+    hull1 = hull_mask((48, 48), read_face_meta(paths[1]).landmarks)
+    assert np.abs(got[i1] - hull1).max() <= 1 / 255 + 1e-6  # no XSeg mask: the hull, as before
+
+
+# ---------------------------------------------------------------------------------------------- merge
+
+
+def test_each_xseg_merge_mode_picks_the_right_masks():
+    from workbench.merge import MergeSettings
+    from workbench.merge.face import _working_mask
+
+    rng = np.random.default_rng(3)
+    size = 32
+    learned_prd, learned_dst, xseg_prd, xseg_dst = ((rng.random((size, size)) > 0.3).astype(np.float32) for _ in range(4))
+    prd = np.full((size, size, 3), 0.2, np.float32)
+    dst_face = np.full((size, size, 3), 0.8, np.float32)
+    seen = []
+
+    def segment(face):  # a fake XSeg that tells the predicted face (dark) from the dst face (bright)
+        seen.append(float(face.mean()))
+        return xseg_prd if face.mean() < 0.5 else xseg_dst
+
+    expected = {
+        "xseg-prd": xseg_prd, "xseg-dst": xseg_dst, "xseg-prd*xseg-dst": xseg_prd * xseg_dst,
+        "learned-prd*learned-dst*xseg-prd*xseg-dst": learned_prd * learned_dst * xseg_prd * xseg_dst,
+        "learned-prd": learned_prd, "learned-dst": learned_dst, "learned-prd*learned-dst": learned_prd * learned_dst,
+    }
+    outs = {}
+    for mode, want in expected.items():
+        s = MergeSettings(resolution=size, face_type="full", mask_mode=mode)
+        got = _working_mask(s, size, prd, learned_prd, learned_dst, dst_face, np.zeros((68, 2)), segment)
+        assert np.array_equal(got, want), mode
+        outs[mode] = got
+    assert len({o.tobytes() for o in outs.values()}) == len(outs)  # distinct masks: modes cannot be confused
+    assert min(seen) < 0.3 and max(seen) > 0.7  # both the swap and the dst face were segmented
+
+
+# ---------------------------------------------------------------------------------------------- protocol
+
+
+@pytest.mark.slow
+def test_background_xseg_pause_resume_stop_and_resume_after_kill(tmp_path, faceset_pair):  # noqa: F811
+    import os
+    import signal
+    import time
+
+    from workbench.segment.trainer import XSegOptions, start_xseg
+    from workbench.train.runs import read_metrics, read_status, send_command, wait_for_state
+
+    run = tmp_path / "proj" / "xseg" / "default"
+    opts = XSegOptions(**{**TINY, "metrics_every": 5, "preview_every": 5, "save_every_seconds": 0.5})
+    handle = start_xseg(run, opts, folders=[faceset_pair[0]])
+    wait_for_state(run, "running", timeout=120)
+    send_command(run, "pause")
+    wait_for_state(run, "paused", timeout=60)
+    step = read_status(run).step
+    send_command(run, "resume")
+    wait_for_state(run, "running", timeout=60)
+    for _ in range(600):
+        if read_status(run).last_save_step and read_status(run).last_save_step > step + 5:
+            break
+        time.sleep(0.1)
+    os.kill(handle.pid, signal.SIGKILL)  # no chance to save
+    handle.wait(30)
+    saved = read_status(run).last_save_step
+    assert read_status(run).stale and saved
+    handle = start_xseg(run, opts, folders=[faceset_pair[0]], steps=3)
+    assert handle.wait(120) == 0
+    status = read_status(run)
+    assert status.state == "stopped" and status.step == saved + 3  # resumed from the checkpoint
+    assert any(r["kind"] == "eval" and "iou" in r for r in read_metrics(run))
+    assert (run / "previews" / "latest.png").is_file()
+
+
+def test_cli_train_status_apply_remove(tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.errors import TrainingError
+    from workbench.project import create_project
+    from workbench.segment.predict import project_segmenter
+    from workbench.train.runs import read_metrics
+
+    project = create_project(tmp_path / "proj", face_size=48)
+    with pytest.raises(TrainingError, match="need a trained XSeg model"):
+        project_segmenter(project)  # what `workbench merge --mask-mode xseg-*` says before training
+    make_faceset(project.aligned_dir("src"), 5, size=48, seed=1)
+    make_faceset(project.aligned_dir("dst"), 5, size=48, seed=2)
+    root = str(project.root)
+    assert main(["xseg", "train", root, "--steps", "2", "--cpu-threads", "1"]) == 0
+    run = project.root / "xseg" / "default"
+    assert (run / "checkpoints" / "latest.pt").is_file()
+    segment = project_segmenter(project)
+    assert segment(np.zeros((48, 48, 3), np.float32)).shape == (48, 48)  # the merger's Segmenter interface
+    assert [r["step"] for r in read_metrics(run) if r["kind"] == "end"] == [2]
+    assert main(["xseg", "status", root]) == 0
+    assert "default: stopped, step 2" in capsys.readouterr().out
+    assert main(["xseg", "apply", root, "--side", "dst"]) == 0
+    assert "written into 5/5 faces" in capsys.readouterr().out
+    assert all(r.meta.xseg_mask for r in scan_faceset(project.aligned_dir("dst")).faces)
+    assert not any(r.meta.xseg_mask for r in scan_faceset(project.aligned_dir("src")).faces)
+    assert main(["xseg", "stop", root]) == 2  # no trainer running: a clear error, not a traceback
+    assert "no XSeg trainer is running" in capsys.readouterr().err
+    assert main(["xseg", "remove", root]) == 0
+    assert not any(r.meta.xseg_mask for r in scan_faceset(project.aligned_dir("dst")).faces)
