@@ -600,13 +600,19 @@ def _output_path(project: Project, name: str | None, default_stem: str) -> Path:
 
 
 def describe_model(project: Project, run: str | None = None) -> str:
-    """A model description for the provenance record: the named (or newest) run folder and its options."""
-    runs = [p for p in project.models_dir.glob("*") if p.is_dir()] if project.models_dir.is_dir() else []
+    """A model description for the provenance record: the named run, or the one merging would use by default
+    (:func:`workbench.train.runs.latest_run` with a checkpoint), and its options."""
+    from .train.runs import latest_run
+
     if run is not None:
-        runs = [p for p in runs if p.name == run]
-    if not runs:
-        return "face-swap model (unrecorded)"
-    run_dir = max(runs, key=lambda p: p.stat().st_mtime)
+        run_dir = project.models_dir / run
+        if Path(run).name != run or not run_dir.is_dir():  # a plain run name inside the project only
+            return "face-swap model (unrecorded)"
+    else:
+        latest = latest_run(project, require_checkpoint=True)
+        if latest is None:
+            return "face-swap model (unrecorded)"
+        run_dir = latest.run_dir
     text = f"workbench run '{run_dir.name}'"
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))

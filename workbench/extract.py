@@ -215,15 +215,15 @@ def _init_worker(config: _StageConfig) -> None:
 
 
 def _detect_one(config: _StageConfig, engine: Any, image_u8: np.ndarray) -> list[tuple[Any, float | None]]:
-    from . import detect
+    from . import detect, targets
 
     options = config.options
     image = to_float(image_u8)
     faces = detect.detect_faces(image, engine, min_size=options.min_face, rotation_search=options.rotation_search,
                                 detect_max_side=options.detect_max_side)
     reference = None if config.reference_embedding is None else np.asarray(config.reference_embedding, np.float32)
-    selected = detect.select_faces(faces, image.shape, mode=options.target, reference=reference,
-                                   threshold=options.reference_threshold, image=image)
+    selected = targets.select_faces(faces, image.shape, mode=options.target, reference=reference,
+                                    threshold=options.reference_threshold, image=image)
     if options.max_faces:
         selected = selected[: options.max_faces]
     return [(s.face, s.distance) for s in selected]

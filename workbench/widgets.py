@@ -48,14 +48,10 @@ def _resize_width(image: np.ndarray, width: int) -> np.ndarray:
 
 
 def loss_history(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """``metrics.jsonl`` rows -> ``{"src": [...], "dst": [...], ...}`` from the "train" rows' ``loss_*`` values."""
-    history: dict[str, list[float]] = {}
-    for row in rows:
-        if row.get("kind") != "train":
-            continue
-        for key, value in row.items():
-            if key.startswith("loss_") and key != "loss_grad_norm" and isinstance(value, (int, float)):
-                history.setdefault(key[5:], []).append(float(value))
+    """``metrics.jsonl`` rows -> ``{"src": [...], "dst": [...], ...}`` (:func:`workbench.train.runs.metric_series`)."""
+    from .train.runs import metric_series
+
+    history = {name: [v for _, v in points] for name, points in metric_series(list(rows)).items()}
     if "total" in history and len(history) > 1:
         history.pop("total")  # src + dst: the sum would squash the two curves
     return history
@@ -63,16 +59,9 @@ def loss_history(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
 
 def _status_html(status: Any, alive: bool) -> str:
     colour = {"running": "#2a7", "paused": "#d90", "error": "#c33", "finished": "#27c", "stopped": "#666"}
-    state = "crashed (process gone)" if status.stale and not alive else status.state
+    state = status.state_text(alive=alive)
     parts = [f"<b>{status.name}</b> <span style='color:{colour.get(status.state, '#666')}'>&#9679; {state}</span>",
-             f"step {status.step}" + (f" / {status.target_steps}" if status.target_steps else "")]
-    if status.it_per_s:
-        parts.append(f"{status.it_per_s:.2f} it/s")
-    parts += [f"{k} {v:.4f}" for k, v in status.losses.items() if k in ("src", "dst")]
-    if status.eta_seconds:
-        parts.append(f"ETA {int(status.eta_seconds) // 60}:{int(status.eta_seconds) % 60:02d}")
-    if status.device:
-        parts.append(f"on {status.device}")
+             status.step_text(), *status.detail_parts()]
     html = " &middot; ".join(parts)
     if status.last_error:
         html += f"<br><span style='color:#c33'>error: {status.last_error.splitlines()[0]}</span>"

@@ -6,7 +6,6 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ from . import texts
 from .common import _mtime, _progress, _project, _run_dir, _update, guarded
 from .context import AppContext
 from .tab_project import project_overview
-from .tab_train import run_choices
 
 MERGE_PREVIEW_SETTINGS_EXCLUDED = ("face_type", "resolution")  # facts about the model, not choices
 
@@ -69,13 +67,16 @@ def _setting_values(settings: Any) -> dict[str, Any]:
 
 
 def merge_run_choices(root: str | None) -> list[str]:
-    """Runs that have a checkpoint, the most recently saved last."""
-    from ..train.runs import checkpoint_path
+    """Runs that have a checkpoint, the one :func:`~workbench.train.runs.latest_run` picks last."""
+    from ..train.runs import checkpoint_path, list_runs, run_activity
 
     if not root:
         return []
-    ckpts = [(checkpoint_path(Path(root) / "models" / name), name) for name in run_choices(root)]
-    return [name for path, name in sorted((c for c in ckpts if c[0].is_file()), key=lambda c: _mtime(c[0]))]
+    try:
+        runs = [r for r in list_runs(Project.open(root)) if checkpoint_path(r.run_dir).is_file()]
+    except WorkbenchError:
+        return []
+    return [r.name for r in sorted(runs, key=lambda r: (run_activity(r), r.name))]
 
 
 def _overrides_table(config: Any) -> list[list[Any]]:

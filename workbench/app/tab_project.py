@@ -26,7 +26,6 @@ from .common import (
     guarded,
 )
 from .context import AppContext
-from .tab_train import state_text
 
 PROJECT_NAME_RE = RUN_NAME_RE
 
@@ -125,7 +124,7 @@ def overview_markdown(project: Project) -> str:
     except ProjectError:
         frames = 0
     runs = list_runs(project)
-    run_text = "<br>".join(f"`{r.name}`: {state_text(r)}, step {r.step}" for r in runs) or "—"
+    run_text = "<br>".join(f"`{r.name}`: {r.state_text()}, step {r.step}" for r in runs) or "—"
     merged = len([p for p in project.merged_dir.glob("*.png")]) if project.merged_dir.is_dir() else 0
     exports = sorted(project.output_dir.glob("*.mp4")) if project.output_dir.is_dir() else []
     export_text = "<br>".join(f"`{p.name}` ({_human_size(p.stat().st_size)})" for p in exports) or "—"

@@ -72,7 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def find_run(models_dir: Path, name: str | None) -> Path:
-    """The run folder to merge with: ``name``, or the most recently updated run in ``models_dir``."""
+    """The run folder to merge with: ``name``, or :func:`workbench.train.runs.latest_run` with a checkpoint."""
+    from ..train.runs import latest_run
+
     if name:
         run_dir = models_dir / name
         if not run_dir.is_dir():
@@ -80,15 +82,11 @@ def find_run(models_dir: Path, name: str | None) -> Path:
             raise MergeError(f"no training run named '{name}'", run_dir,
                              f"available runs: {', '.join(known)}" if known else "train a model first: workbench train")
         return run_dir
-    runs = [d for d in models_dir.iterdir() if d.is_dir()] if models_dir.is_dir() else []
-    if not runs:
+    latest = latest_run(models_dir, require_checkpoint=True)
+    if latest is None:
         raise MergeError("no trained model in this project", models_dir,
                          f"train one first: workbench train {models_dir.parent}")
-
-    def updated(d: Path) -> float:
-        return max((f.stat().st_mtime for f in d.rglob("*") if f.is_file()), default=d.stat().st_mtime)
-
-    return max(runs, key=updated)
+    return latest.run_dir
 
 
 def load_predictor(run_dir: Path, device: str) -> Any:

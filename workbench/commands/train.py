@@ -87,17 +87,17 @@ def _project_models(folder: str) -> Path:
 
 
 def _pick_run(models: Path, name: str | None) -> Path:
-    from ..train.runs import list_runs
+    from ..train.runs import latest_run
 
     if name:
         run_dir = models / name
         if not run_dir.is_dir():
             raise TrainingError(f"no run named '{name}'", models, "list runs with `workbench train-status PROJECT`")
         return run_dir
-    runs = list_runs(models)
-    if not runs:
+    latest = latest_run(models)
+    if latest is None:
         raise TrainingError("this project has no training runs yet", models, "start one with `workbench train PROJECT`")
-    return max(runs, key=lambda r: r.updated or 0).run_dir
+    return latest.run_dir
 
 
 def run(args: argparse.Namespace) -> int:
