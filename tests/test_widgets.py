@@ -202,3 +202,7 @@ def test_merge_settings_explorer_runs_the_model_once():
     chosen = box.settings()
     assert chosen.mode == "seamless" and chosen.erode == 30 and chosen.resolution == 32
     assert "SYNTHETIC" in box.children[1].value
+    from workbench.merge.settings import SETTING_SPECS  # the sliders' ranges are the settings' own
+
+    for name in ("erode", "blur", "output_face_scale", "image_denoise_power"):
+        assert (box.controls[name].min, box.controls[name].max) == SETTING_SPECS[name].range

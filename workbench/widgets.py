@@ -450,14 +450,8 @@ def merge_settings_explorer(frame: np.ndarray, landmarks: np.ndarray, predictor:
     """
     import ipywidgets as w
 
-    from .merge import (
-        LEARNED_MASK_MODES,
-        MODES,
-        SHARPEN_MODES,
-        MergeSettings,
-        color_transfer_names,
-        crop_for_model,
-    )
+    from .merge import LEARNED_MASK_MODES, MODES, MergeSettings, crop_for_model
+    from .merge.settings import SETTING_SPECS
 
     if settings is None:
         facts = {k: getattr(predictor, k) for k in ("resolution", "face_type") if hasattr(predictor, k)}
@@ -465,16 +459,27 @@ def merge_settings_explorer(frame: np.ndarray, landmarks: np.ndarray, predictor:
     prediction = predictor if isinstance(predictor, tuple) else predictor(crop_for_model(frame, landmarks,
                                                                                          settings)[0])
     s = settings
+    specs = SETTING_SPECS  # ranges, choices and help come from MergeSettings' field descriptions
+
+    def slider(name: str, description: str) -> Any:
+        lo, hi = specs[name].range
+        return w.IntSlider(value=getattr(s, name), min=lo, max=hi, description=description,
+                           description_tooltip=specs[name].help)
+
+    def dropdown(name: str, description: str, options: Sequence[str] | None = None) -> Any:
+        return w.Dropdown(options=list(options or specs[name].choices), value=getattr(s, name),
+                          description=description, description_tooltip=specs[name].help)
+
     controls = {
-        "mode": w.Dropdown(options=[m for m in MODES if m != "raw-predict"], value=s.mode, description="mode"),
-        "mask_mode": w.Dropdown(options=LEARNED_MASK_MODES, value=s.mask_mode, description="mask"),
-        "color_transfer": w.Dropdown(options=color_transfer_names(), value=s.color_transfer, description="colour"),
-        "erode": w.IntSlider(value=s.erode, min=-100, max=100, description="erode"),
-        "blur": w.IntSlider(value=s.blur, min=0, max=200, description="blur"),
-        "output_face_scale": w.IntSlider(value=s.output_face_scale, min=-20, max=20, description="face scale"),
-        "sharpen_mode": w.Dropdown(options=SHARPEN_MODES, value=s.sharpen_mode, description="sharpen"),
-        "blursharpen_amount": w.IntSlider(value=s.blursharpen_amount, min=-100, max=100, description="amount"),
-        "image_denoise_power": w.IntSlider(value=s.image_denoise_power, min=0, max=200, description="denoise bg"),
+        "mode": dropdown("mode", "mode", [m for m in MODES if m != "raw-predict"]),
+        "mask_mode": dropdown("mask_mode", "mask", LEARNED_MASK_MODES),
+        "color_transfer": dropdown("color_transfer", "colour"),
+        "erode": slider("erode", "erode"),
+        "blur": slider("blur", "blur"),
+        "output_face_scale": slider("output_face_scale", "face scale"),
+        "sharpen_mode": dropdown("sharpen_mode", "sharpen"),
+        "blursharpen_amount": slider("blursharpen_amount", "amount"),
+        "image_denoise_power": slider("image_denoise_power", "denoise bg"),
     }
     for control in controls.values():
         control.continuous_update = False

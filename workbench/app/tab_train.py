@@ -37,10 +37,10 @@ def option_fields() -> list[tuple[str, str, Any]]:
 
 
 def option_choices() -> dict[str, tuple[str, ...]]:
-    from ..train import options as o
+    """The training options limited to a list of names (``train.options.OPTION_CHOICES``)."""
+    from ..train.options import OPTION_CHOICES
 
-    return {"face_type": o.FACE_TYPES, "optimizer": o.OPTIMIZERS, "ct_mode": o.CT_MODES,
-            "precision": o.PRECISIONS}
+    return dict(OPTION_CHOICES)
 
 
 def run_choices(root: str | None) -> list[str]:
@@ -146,20 +146,30 @@ def control_training(root: str, run: str, command: str) -> dict[str, Any]:
     return {"status": f"{verbs.get(command, command)} **{run}**…"}
 
 
-def metrics_frames(rows: list[dict]) -> tuple[Any, Any]:
-    """Long-format tables (step, value, series) of the losses and the held-out SSIM for the plots."""
-    import pandas as pd
+PLOT_SIZE = (520, 240)  # px of each metric plot in the page
 
+
+def metrics_plots(rows: list[dict]) -> dict[str, Any]:
+    """The Train tab's three plots as images: training losses, held-out SSIM and held-out PSNR over steps.
+
+    Drawn by :func:`workbench.viz.series_plot` on a numeric step axis (a single point shows as a marker), from
+    :func:`workbench.train.runs.metric_series`, so the page and the notebooks plot the same numbers.
+    """
+    from .. import viz
     from ..train.runs import metric_series
 
-    loss_rows = [{"step": step, "value": value, "series": name}
-                 for name, points in metric_series(rows, "train").items() if name != "total" for step, value in points]
-    eval_rows = [{"step": step, "value": value, "series": name}
-                 for name, points in metric_series(rows, "eval").items() if name.startswith("ssim_")
-                 for step, value in points]
-    loss = pd.DataFrame(loss_rows, columns=["step", "value", "series"])
-    evals = pd.DataFrame(eval_rows, columns=["step", "value", "series"])
-    return loss, evals
+    losses = {k: v for k, v in metric_series(rows, "train").items() if k != "total"}
+    evals = metric_series(rows, "eval")
+    ssim = {k: v for k, v in evals.items() if k.startswith("ssim_")}
+    psnr = {k: v for k, v in evals.items() if k.startswith("psnr_")}
+    return {
+        "loss_plot": to_uint8(viz.series_plot(losses, PLOT_SIZE, "training loss (mean of recent steps)",
+                                              ylabel="loss")),
+        "metrics_plot": to_uint8(viz.series_plot(ssim, PLOT_SIZE, "held-out SSIM (higher is better)",
+                                                 ylabel="SSIM")),
+        "psnr_plot": to_uint8(viz.series_plot(psnr, PLOT_SIZE, "held-out PSNR (higher is better)",
+                                              ylabel="dB")),
+    }
 
 
 def _status_markdown(status: Any) -> tuple[str, str]:
@@ -190,7 +200,8 @@ def poll_training(root: str | None, run: str | None, seen: Mapping[str, Any] | N
     except WorkbenchError as exc:
         return {"train_status": "⚠️ " + error_text(exc)}
     out: dict[str, Any] = {}
-    if seen.get("run") != str(run_dir):
+    switched = seen.get("run") != str(run_dir)
+    if switched:  # another run (or a new name): nothing shown may belong to the previous one
         seen = {"run": str(run_dir)}
     status = read_status(run_dir)
     out["train_step"], out["train_status"] = _status_markdown(status)
@@ -200,14 +211,14 @@ def poll_training(root: str | None, run: str | None, seen: Mapping[str, Any] | N
         out["preview"] = str(preview)
         seen["preview"] = list(key)
         out["preview_info"] = f"Preview at step {status.preview_step if status.preview_step is not None else '?'}"
-    elif preview is None and seen.get("preview") is not None:
+    elif preview is None and (switched or seen.get("preview") is not None):
         out["preview"] = None
+        out["preview_info"] = "No preview yet for this run: it appears after the first training steps."
         seen["preview"] = None
     metrics_file = run_dir / METRICS_NAME
     mkey = _mtime(metrics_file), (metrics_file.stat().st_size if metrics_file.is_file() else 0)
     if list(mkey) != seen.get("metrics"):
-        loss, evals = metrics_frames(read_metrics(run_dir))
-        out["loss_plot"], out["metrics_plot"] = loss, evals
+        out.update(metrics_plots(read_metrics(run_dir)))
         seen["metrics"] = list(mkey)
     out["train_seen"] = seen
     return out

@@ -38,7 +38,6 @@ MAIN_OPTIONS = ("archi", "resolution", "face_type", "ae_dims", "e_dims", "d_dims
                 "optimizer", "lr", "preview_every", "metrics_every", "target_steps", "device")
 AUGMENT_OPTIONS = ("masked_training", "random_warp", "random_src_flip", "random_dst_flip", "ct_mode",
                    "uniform_yaw", "eyes_mouth_prio", "random_hsv_power", "lr_dropout", "gan_power")
-MERGE_CHOICE_FIELDS = ("mode", "mask_mode", "color_transfer", "sharpen_mode")
 
 Inputs = Mapping[str, Any]  # name -> component, or name -> {key: component} (passed to the callback as a dict)
 Outputs = Mapping[str, Any]  # output name -> component
@@ -110,19 +109,22 @@ def _option_component(name: str, kind: str, default: Any, help_text: str, choice
 
 
 def _setting_component(name: str, default: Any, help_text: str) -> Any:
-    from .. import merge
+    """A merge setting's control, generated from its field description (``merge.settings.SETTING_SPECS``)."""
+    from ..merge import LEARNED_MASK_MODES
+    from ..merge.settings import SETTING_SPECS
 
+    spec = SETTING_SPECS[name]
     label = name.replace("_", " ")
     eid = f"set-{name}"
-    if name in MERGE_CHOICE_FIELDS:
-        choices = {"mode": merge.MODES, "mask_mode": merge.LEARNED_MASK_MODES,
-                   "color_transfer": merge.color_transfer_names(), "sharpen_mode": merge.SHARPEN_MODES}[name]
-        if name == "mask_mode":
+    if spec.choices is not None:
+        choices = spec.choices
+        if name == "mask_mode":  # the xseg-* modes need a segmentation model, which this app does not ship
+            choices = LEARNED_MASK_MODES
             help_text += " (the xseg-* modes need a segmentation model, which this app does not ship)"
         return gr.Dropdown(list(choices), value=default, label=label, info=help_text, elem_id=eid)
-    if isinstance(default, bool):
+    if spec.kind == "bool":
         return gr.Checkbox(value=default, label=label, info=help_text, elem_id=eid)
-    lo, hi = tab_merge.merge_int_range(name)
+    lo, hi = spec.range or (0, 100)
     if name == "super_resolution_power":
         return gr.Slider(lo, hi, value=0, step=1, label=label, interactive=False, elem_id=eid,
                          info=help_text + " Not available here: no face-enhancer model is installed.")
@@ -169,8 +171,10 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 gr.Markdown(texts.PROJECT, elem_classes=["learn"])
                 with gr.Row():
                     with gr.Column():
+                        # custom values: a just-created project is valid before the choices reach the page
                         project_list = gr.Dropdown(tab_project.list_projects(ctx), value=Path(root).name if root else None,
-                                                   label=f"Projects in {ctx.workspace}", elem_id="project-list")
+                                                   label=f"Projects in {ctx.workspace}", elem_id="project-list",
+                                                   allow_custom_value=True)
                         open_btn = gr.Button("Open project")
                     with gr.Column():
                         new_name = gr.Textbox(label="New project name", placeholder="myproject", elem_id="new-name")
@@ -299,12 +303,13 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         preview_info = gr.Markdown(elem_id="preview-info")
                         gr.Markdown(texts.PREVIEW, elem_classes=["learn"])
                     with gr.Column(scale=2):
-                        empty = tab_train.metrics_frames([])
-                        loss_plot = gr.LinePlot(empty[0], x="step", y="value", color="series", title="training loss", caption="mean of recent steps, logged every few steps",
-                                                height=230, elem_id="loss-plot")
-                        metrics_plot = gr.LinePlot(empty[1], x="step", y="value", color="series",
-                                                   title="held-out SSIM (higher is better)", height=230,
-                                                   elem_id="metrics-plot")
+                        empty = tab_train.metrics_plots([])
+                        loss_plot = gr.Image(empty["loss_plot"], label="training loss", interactive=False,
+                                             elem_id="loss-plot", format="png")
+                        metrics_plot = gr.Image(empty["metrics_plot"], label="held-out SSIM", interactive=False,
+                                                elem_id="metrics-plot", format="png")
+                        psnr_plot = gr.Image(empty["psnr_plot"], label="held-out PSNR", interactive=False,
+                                             elem_id="psnr-plot", format="png")
                 train_seen = gr.State({})
                 with gr.Accordion("Inside the model: latent space", open=False):
                     gr.Markdown(texts.LATENT, elem_classes=["learn"])
@@ -344,7 +349,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     grid_btn = gr.Button("Show every colour transfer", elem_id="grid-btn")
                     load_btn = gr.Button("Load saved settings of this frame")
                     save_default_btn = gr.Button("Save as project default")
-                    merge_all_btn = gr.Button("Merge all frames", variant="primary", elem_id="merge-all-btn")
+                    merge_all_btn = gr.Button("Save these settings as default and merge all frames", variant="primary",
+                                              elem_id="merge-all-btn")
                 merge_status = gr.Markdown(elem_id="merge-status")
                 color_grid = gr.Image(label="the same frame under every colour transfer", interactive=False,
                                       elem_id="color-grid")
@@ -426,8 +432,11 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
               show_progress_on=[extract_status])
         view_inputs = {**R, "side": g_side, "order": g_order, "show_landmarks": g_landmarks, "show_mask": g_mask,
                        "page": g_page}
-        _wire([g_side.input, g_order.input, g_landmarks.input, g_mask.input, g_page.submit, extract_tab.select],
+        _wire([g_order.input, g_landmarks.input, g_mask.input, g_page.submit, extract_tab.select],
               tab_curate.face_gallery, {**view_inputs, "selected": selected}, {"status": extract_status, **gallery_out},
+              trigger_mode="always_last")
+        # a selection belongs to one faceset: switching faceset clears it (src and dst files share names)
+        _wire(g_side.input, tab_curate.face_gallery, view_inputs, {"status": extract_status, **gallery_out},
               trigger_mode="always_last")
         _wire(gallery.select, tab_curate.select_face,
               {**R, "side": g_side, "shown": shown_state, "selected": selected, "show_crop": g_crop,
@@ -460,7 +469,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         _wire(timer.tick, tab_train.poll_training, {**R, "run": run, "seen": train_seen},
               {"train_step": train_step, "train_status": live_status, "preview": preview,
                "preview_info": preview_info, "loss_plot": loss_plot, "metrics_plot": metrics_plot,
-               "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
+               "psnr_plot": psnr_plot, "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
         _wire(train_tab.select, page.refresh_lists, R, {"face_a": face_a, "face_b": face_b, "run": run})
         _wire(recon_btn.click, partial(tab_train.latent_reconstruct, ctx), {**R, "run": run, "face": face_a},
               {"status": train_status, "latent_image": latent_image}, concurrency_id="model")

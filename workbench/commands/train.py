@@ -56,11 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare-only", action="store_true",
                    help="only write the run's config.json and print the torchrun commands (multi-GPU, multi-node)")
     group = p.add_argument_group("training options (override the preset; see OPTION_HELP)")
+    from ..train.options import OPTION_CHOICES
+
     for f, help_text in _option_fields():
         flag = "--" + f.name.replace("_", "-")
         kind = {"int": int, "float": float, "bool": _bool, "str": str}[f.type]
-        metavar = "y|n" if f.type == "bool" else f.type.upper()
-        group.add_argument(flag, dest=f"opt_{f.name}", type=kind, default=None, metavar=metavar,
+        choices = OPTION_CHOICES.get(f.name)
+        metavar = "y|n" if f.type == "bool" else None if choices else f.type.upper()
+        group.add_argument(flag, dest=f"opt_{f.name}", type=kind, default=None, metavar=metavar, choices=choices,
                            help=help_text.replace("%", "%%"))  # argparse formats help with %
     p.set_defaults(func=run)
 

@@ -289,6 +289,7 @@ class Trainer:
         self.last_save_step: int | None = None
         self.last_save_time: float | None = None
         self._stop = self._save_req = self._preview_req = self.paused = False
+        self._preview_step: int | None = None  # the step of the last preview grid drawn
         self.state = "starting"
         self.notes: list[str] = []
         self.last_metrics: dict[str, Any] = {}
@@ -670,6 +671,12 @@ class Trainer:
     # previews and metrics (no randomness: they never change what training draws)
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
+    def _emit_preview(self) -> None:
+        grid = self.preview()
+        self._preview_step = self.step
+        for cb in self.callbacks:
+            cb.on_preview(self, grid)
+
     def preview(self) -> np.ndarray:
         """The current preview grid (H, W, 3) float32 on the fixed preview faces."""
         src_idx, dst_idx = self._preview_idx
@@ -783,9 +790,7 @@ class Trainer:
                         cb.on_metrics(self, row)
                 if self.dist.is_main and (self._preview_req or (o.preview_every and self.step % o.preview_every == 0)):
                     self._preview_req = False
-                    grid = self.preview()
-                    for cb in self.callbacks:
-                        cb.on_preview(self, grid)
+                    self._emit_preview()
                 if self.dist.is_main and o.metrics_every and self.step % o.metrics_every == 0:
                     row = {"kind": "eval", "step": self.step, "time": time.time(), **self.evaluate()}
                     self.last_metrics = row
@@ -799,6 +804,8 @@ class Trainer:
                     self.save()
                     last_save = time.monotonic()
             self.check_ranks_in_sync()
+            if self.dist.is_main and o.preview_every and self.step > start_step and self._preview_step != self.step:
+                self._emit_preview()  # the preview shown after a stop is the final model's, not an older step's
             if self.last_save_step != self.step:
                 self.save()
         except KeyboardInterrupt as exc:  # Ctrl-C in the foreground: save and stop cleanly
