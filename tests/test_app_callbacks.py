@@ -352,6 +352,9 @@ def test_merge_preview_caches_the_prediction_and_renders_colour_variants(small_p
     first = tab_merge.render_merge_frame(ctx, root, RUN, 5, defaults)
     assert first["merged"].shape == (480, 480, 3) and first["mask"].shape == (480, 480)
     assert first["mask"].max() > 0 and "1 face(s)" in first["merge_info"]
+    face = first["merged_face"]  # the zoomed face: enlarged, and cut from the merged frame
+    assert face.shape[0] >= tab_merge.FACE_ZOOM_PX or face.shape[1] >= tab_merge.FACE_ZOOM_PX
+    assert face.dtype == np.uint8 and face.shape[0] < 2 * 480
     cached = len(ctx._predictions.data)
     t0 = time.perf_counter()
     second = tab_merge.render_merge_frame(ctx, root, RUN, 5, dict(defaults, erode=40, blur=60, color_transfer="lct"))

@@ -264,3 +264,37 @@ def sort_faceset(
         kept_paths = [final for _, final in staged]
     return SortResult(method, tuple(kept_paths), tuple(trashed), tuple(float(scores[i]) for i in kept_order),
                       scan.broken)
+
+
+VIEW_ORDERS = ("file", "blur", "motion-blur", "yaw", "pitch", "face-size", "brightness", "hue", "source",
+               "similarity", "identity distance")
+"""Orders for looking at a faceset (nothing is renamed): file name, a sort score, histogram similarity chain or
+the identity distance recorded at extraction."""
+
+
+def order_faces(records: Sequence[FaceRecord], order: str) -> tuple[list[int], list[float | None]]:
+    """The display order of a faceset's records and each record's score (None where the order has none).
+
+    Scores ascend or descend as :data:`SCORES` says (best first); "identity distance" puts faces without a
+    recorded distance last; "similarity" chains faces by histogram likeness.
+
+    Raises:
+        ConfigError: an unknown order.
+    """
+    from .faceset import load_aligned_face
+
+    n = len(records)
+    if order in ("file", "", None):
+        return sorted(range(n), key=lambda i: records[i].path.name), [None] * n
+    if order == "identity distance":
+        vals = [r.meta.identity_distance for r in records]
+        return sorted(range(n), key=lambda i: (vals[i] is None, vals[i] or 0.0)), vals
+    if order == "similarity":
+        hists = [histogram(load_aligned_face(r.path)[0]) for r in records]
+        return histogram_chain(hists), [None] * n
+    if order not in SCORES:
+        raise ConfigError(f"unknown order {order!r}", hint=f"choose one of {', '.join(VIEW_ORDERS)}")
+    scores = score_faces(records, order, progress=False)
+    descending = SCORES[order][1]
+    idx = np.argsort(-scores if descending else scores, kind="stable")
+    return [int(i) for i in idx], [float(v) for v in scores]

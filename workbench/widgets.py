@@ -451,10 +451,10 @@ def merge_settings_explorer(frame: np.ndarray, landmarks: np.ndarray, predictor:
     import ipywidgets as w
 
     from .merge import LEARNED_MASK_MODES, MODES, MergeSettings, crop_for_model
-    from .merge.settings import SETTING_SPECS
+    from .merge.settings import SETTING_SPECS, model_facts
 
     if settings is None:
-        facts = {k: getattr(predictor, k) for k in ("resolution", "face_type") if hasattr(predictor, k)}
+        facts = model_facts(predictor)
         settings = MergeSettings(**facts)
     prediction = predictor if isinstance(predictor, tuple) else predictor(crop_for_model(frame, landmarks,
                                                                                          settings)[0])

@@ -236,7 +236,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 gallery_info = gr.Markdown(elem_id="gallery-info")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        gallery = gr.Gallery(label="aligned faces (click to select)", columns=6, height=460,
+                        gallery = gr.Gallery(label="aligned faces (click to select)", columns=4, height=640,
                                              allow_preview=False, object_fit="contain", elem_id="face-gallery")
                     with gr.Column(scale=2):
                         frame_view = gr.Image(label="the selected face on its original frame", interactive=False,
@@ -298,8 +298,9 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     live_status = gr.Markdown("No run selected.", elem_id="train-status")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        preview = gr.Image(label="preview (refreshes while training runs)", interactive=False,
-                                           elem_id="train-preview", format="png")
+                        # no label badge: it would cover the grid's column labels
+                        preview = gr.Image(label="preview (refreshes while training runs)", show_label=False,
+                                           interactive=False, elem_id="train-preview", format="png", height=520)
                         preview_info = gr.Markdown(elem_id="preview-info")
                         gr.Markdown(texts.PREVIEW, elem_classes=["learn"])
                     with gr.Column(scale=2):
@@ -334,6 +335,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     with gr.Column(scale=3):
                         merged = gr.Image(label="merged frame", interactive=False, elem_id="merged-frame")
                     with gr.Column(scale=2):
+                        merged_face = gr.Image(label="the face, zoomed", interactive=False, elem_id="merged-face",
+                                               height=320)
                         mask = gr.Image(label="the mask used for blending", interactive=False, elem_id="merge-mask",
                                         image_mode="L")
                 setting_comps: dict[str, Any] = {}
@@ -478,7 +481,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
               {"status": train_status, "latent_image": latent_image}, concurrency_id="model")
 
         # merge tab
-        merge_view_out = {"status": merge_status, "merged": merged, "mask": mask, "merge_info": merge_info}
+        merge_view_out = {"status": merge_status, "merged": merged, "merged_face": merged_face, "mask": mask,
+                          "merge_info": merge_info}
         merge_inputs = {**R, "run": merge_run, "frame_pos": frame, **settings_inputs}
         _wire(merge_tab.select, tab_merge.merge_refresh, {**R, "run": merge_run},
               {"merge_run": merge_run, "frame": frame, "merge_info": merge_info})

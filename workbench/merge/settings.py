@@ -368,10 +368,18 @@ class MergeConfig:
             raise ConfigError(exc.message, path, exc.hint) from exc
 
 
+MODEL_FACTS = ("resolution", "face_type")  # settings that describe the model, not choices
+
+
+def model_facts(predict: Any) -> dict[str, Any]:
+    """The model's ``resolution`` and ``face_type`` from the predictor's attributes of those names (those it has)."""
+    return {k: getattr(predict, k) for k in MODEL_FACTS if getattr(predict, k, None) is not None}
+
+
 def adapt_to_predictor(config: MergeConfig, predict: Any) -> MergeConfig:
     """Set ``resolution`` and ``face_type`` from the predictor's attributes of those names, when it has them
     (they are facts about the model, not choices), in the default and in every override."""
-    facts = {k: getattr(predict, k) for k in ("resolution", "face_type") if getattr(predict, k, None) is not None}
+    facts = model_facts(predict)
     if not facts:
         return config
     overrides = tuple(RangeOverride(o.start, o.stop, {k: v for k, v in o.changes.items() if k not in facts})
