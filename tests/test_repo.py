@@ -44,7 +44,8 @@ def test_no_pickle_and_safe_torch_load():
 
 
 def _import_graph() -> dict[str, set[str]]:
-    """workbench module -> the workbench modules it imports (module level and inside functions)."""
+    """workbench module -> the workbench modules it imports (module level and inside functions; imports for type
+    checkers only, under ``if TYPE_CHECKING:``, never run and are left out)."""
     import ast
 
     mods = {}
@@ -54,7 +55,12 @@ def _import_graph() -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {m: set() for m in mods}
     for mod, path in mods.items():
         package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and getattr(block.test, "id", None) == "TYPE_CHECKING" for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.ImportFrom):
                 base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else [])) \
                     if node.level else node.module or ""

@@ -226,7 +226,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
 
                 gr.Markdown(texts.CURATE, elem_classes=["learn"])
                 with gr.Row():
-                    g_side = gr.Radio(["src", "dst"], value="src", label="faceset")
+                    g_side = gr.Radio(["src", "dst"], value="src", label="faceset", elem_id="gallery-side")
                     g_order = gr.Dropdown(list(tab_curate.GALLERY_ORDERS), value="file", label="order by",
                                           info="sorting scores from workbench.sort; nothing is renamed")
                     g_landmarks = gr.Checkbox(False, label="landmarks")

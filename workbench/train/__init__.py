@@ -32,7 +32,7 @@ _EXPORTS = {
     "read_run_config": "runs", "prepare_run": "runs", "trainer_pid": "runs", "wait_for_state": "runs",
     "checkpoint_path": "runs", "COMMANDS": "runs", "latest_run": "runs", "run_activity": "runs",
     # training
-    "Trainer": "trainer", "Callback": "trainer", "TrainResult": "trainer", "resolve_device": "trainer",
+    "Trainer": "trainer", "Callback": "callback", "TrainResult": "callback", "resolve_device": "device",
     "train": "foreground", "RunDirWriter": "writer", "ProgressLine": "writer",
     # checkpoints
     "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "checkpoint_summary": "checkpoint",
