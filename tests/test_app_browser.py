@@ -341,7 +341,6 @@ def _preview_latencies(shown: list[tuple[dict, float]], previews: Path, hash_fil
 
 def _wait_lines(page, selector: str, timeout: float = 60_000) -> None:
     """Wait until the plot image shows a curve: enough pixels of matplotlib's first series colour (C0)."""
-    import numpy as np
 
     from workbench.images import decode_image_bytes
 
@@ -351,8 +350,9 @@ def _wait_lines(page, selector: str, timeout: float = 60_000) -> None:
         img = page.locator(f"{selector} img")
         if img.count():
             rgb = decode_image_bytes(img.first.screenshot())
-            count = int((np.abs(rgb[..., :3] * 255.0 - (31, 119, 180)).sum(axis=-1) < 40).sum())
-            if count > 80:
+            r, b = rgb[..., 0] * 255.0, rgb[..., 2] * 255.0
+            count = int(((b - r > 50) & (b > 120)).sum())  # C0 blue, also where the line is anti-aliased
+            if count > 150:
                 return
         time.sleep(1.0)
     raise AssertionError(f"{selector} shows no curve ({count} line pixels)")

@@ -337,7 +337,7 @@ def series_plot(
         keep = np.isfinite(y) & np.isfinite(x)
         if log_y:
             keep &= y > 0
-        ax.plot(x[keep], y[keep], label=str(name), linewidth=1.0, marker="o" if keep.sum() == 1 else None)
+        ax.plot(x[keep], y[keep], label=str(name), linewidth=1.8, marker="o" if keep.sum() == 1 else None)
         drawn = drawn or bool(keep.any())
     if not drawn:
         ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
