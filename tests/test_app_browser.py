@@ -310,7 +310,7 @@ def _walk(app, page, tmp_path) -> None:
     _shot(page, tmp_path, "export")
     # creating a project from the page opens it without a raw Gradio error
     _tab(page, "1 · Project")
-    page.locator("#new-name input").fill("second")
+    page.locator("#new-name textarea, #new-name input").first.fill("second")
     page.get_by_role("button", name="Create project").click()
     expect(page.locator("#project-status")).to_contain_text("Created project", timeout=60_000)
     expect(page.locator("#project-label")).to_contain_text("second", timeout=60_000)
