@@ -186,11 +186,12 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     with gr.Column():
                         src_upload = gr.File(label="Upload source (the face you want to see): video or photo",
                                              file_types=["video", "image"], elem_id="src-upload", height=150)
-                        src_media = gr.Dropdown([], label="or pick source media already in the project")
+                        src_media = gr.Dropdown([], label="or pick source media already in the project", allow_custom_value=True)
                     with gr.Column():
                         dst_upload = gr.File(label="Upload destination (the video to change): video or photo",
                                              file_types=["video", "image"], elem_id="dst-upload", height=150)
-                        dst_media = gr.Dropdown([], label="or pick destination media already in the project")
+                        dst_media = gr.Dropdown([], label="or pick destination media already in the project",
+                                                allow_custom_value=True)
                 project_status = gr.Markdown(elem_id="project-status")
                 with gr.Row():
                     gr.Markdown("### What each stage has produced")
@@ -217,7 +218,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         ex_workers = gr.Number(2, precision=0, label="detection worker processes")
                     with gr.Row():
                         ex_reference = gr.Dropdown([], label="reference person (keep only faces like this photo)",
-                                                   allow_custom_value=False)
+                                                   allow_custom_value=True)
                         ex_threshold = gr.Slider(0.3, 0.9, value=0.6, step=0.05, label="identity threshold",
                                                  info="lower = stricter (dlib's usual 0.6)")
                         ref_upload = gr.File(label="upload a reference photo", file_types=["image"])
@@ -244,8 +245,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         face_info = gr.Markdown()
                 shown_state = gr.State([])
                 with gr.Row():
-                    selected = gr.Dropdown([], value=[], multiselect=True, label="selected faces", scale=3,
-                                           elem_id="selected-faces")
+                    selected = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True,
+                                           label="selected faces", scale=3, elem_id="selected-faces")
                     trash_btn = gr.Button("Move selected to trash", variant="stop", scale=1)
                     restore_btn = gr.Button("Restore trash", scale=1)
                     ref_from_face_btn = gr.Button("Use selected face as reference", scale=1)
@@ -315,8 +316,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 with gr.Accordion("Inside the model: latent space", open=False):
                     gr.Markdown(texts.LATENT, elem_classes=["learn"])
                     with gr.Row():
-                        face_a = gr.Dropdown([], label="face A", elem_id="face-a")
-                        face_b = gr.Dropdown([], label="face B", elem_id="face-b")
+                        face_a = gr.Dropdown([], label="face A", elem_id="face-a", allow_custom_value=True)
+                        face_b = gr.Dropdown([], label="face B", elem_id="face-b", allow_custom_value=True)
                         steps = gr.Slider(2, 12, value=6, step=1, label="interpolation steps")
                         decoder = gr.Radio(["src", "dst"], value="src", label="decoder")
                     with gr.Row():
@@ -328,7 +329,9 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
             with gr.Tab("4 · Merge", id="tab-merge") as merge_tab:
                 gr.Markdown(texts.MERGE, elem_classes=["learn"])
                 with gr.Row():
-                    merge_run = gr.Dropdown([], label="model (training run)", elem_id="merge-run")
+                    # lists refilled by callbacks accept any value: a value from the previous project or page state must not
+                    # raise a raw Gradio error; every callback checks the names it gets (plain names inside the project)
+                    merge_run = gr.Dropdown([], label="model (training run)", elem_id="merge-run", allow_custom_value=True)
                     frame = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="frame-slider")
                 merge_info = gr.Markdown(elem_id="merge-info")
                 with gr.Row():
@@ -384,7 +387,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         video = gr.Video(label="exported video", interactive=False, elem_id="export-video")
                         download = gr.DownloadButton("Download the video", visible=False, elem_id="export-download")
                     with gr.Column(scale=2):
-                        exports = gr.Dropdown([], label="exported videos", elem_id="exports")
+                        exports = gr.Dropdown([], label="exported videos", elem_id="exports", allow_custom_value=True)
                         provenance = gr.JSON(label="provenance metadata (read back from the file)",
                                              elem_id="provenance")
 
