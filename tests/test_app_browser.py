@@ -187,6 +187,7 @@ def _walk(app, page, tmp_path) -> None:
     expect(page.locator("#project-status")).to_contain_text("cannot", timeout=30_000)
     expect(page.locator(".toast-wrap").first).to_contain_text("cannot open video")
     assert sorted(p.name for p in (root / "media" / "src").iterdir()) == ["d18.mp4"]
+    expect(page.locator("#src-upload")).not_to_contain_text("broken.mp4")  # the refused file is not kept
 
     # --- bad input: merging before a model exists
     _tab(page, "4 · Merge")
@@ -209,6 +210,12 @@ def _walk(app, page, tmp_path) -> None:
     page.get_by_label("landmarks", exact=True).check()
     expect(page.locator("#face-gallery img").first).to_have_attribute("src", re.compile(r"\.webp"), timeout=30_000)
     _shot(page, tmp_path, "extract")
+    # a selection belongs to its faceset: the dst faceset has a file of the same name, which must not be selected
+    page.locator("#gallery-side").get_by_label("dst", exact=True).check()
+    expect(page.locator("#gallery-info")).to_contain_text("destination faces", timeout=30_000)
+    expect(page.locator("#selected-faces")).not_to_contain_text("000002_0")
+    page.locator("#gallery-side").get_by_label("src", exact=True).check()
+    expect(page.locator("#gallery-info")).to_contain_text("source faces", timeout=30_000)
 
     # --- train: start the background trainer; the step counter and the preview come alive
     _tab(page, "3 · Train")
@@ -253,6 +260,17 @@ def _walk(app, page, tmp_path) -> None:
     _wait_src_change(page, "#train-preview", _img_src(page, "#train-preview"), timeout=180_000)
     page.locator("#stop-btn").click()
     expect(page.locator("#train-status")).to_contain_text("stopped", timeout=120_000)
+    # the plots are drawn with real lines on a step axis (held-out SSIM is logged every 4 steps)
+    _wait_lines(page, "#metrics-plot")
+    _shot(page, tmp_path, "train-stopped")
+    # a new run name shows no preview of the previous run
+    run_box.fill("fresh")
+    run_box.press("Enter")
+    expect(page.locator("#preview-info")).to_contain_text("No preview yet", timeout=30_000)
+    expect(page.locator("#train-preview img")).to_have_count(0)
+    run_box.fill("tiny")
+    run_box.press("Enter")
+    expect(page.locator("#train-status")).to_contain_text("stopped", timeout=30_000)
     shown += [(item, watched_since) for item in page.evaluate("() => window.__shown")]
     preview_latencies = _preview_latencies(shown, root / "models" / "tiny" / "previews", hash_file)
     assert preview_latencies, "no preview display could be matched to its file"
@@ -290,6 +308,14 @@ def _walk(app, page, tmp_path) -> None:
     expect(page.locator("#provenance")).to_contain_text("Face-Swap Workbench")
     assert (root / "output" / "d19_swap.mp4").is_file()
     _shot(page, tmp_path, "export")
+    # creating a project from the page opens it without a raw Gradio error
+    _tab(page, "1 · Project")
+    page.locator("#new-name textarea, #new-name input").first.fill("second")
+    page.get_by_role("button", name="Create project").click()
+    expect(page.locator("#project-status")).to_contain_text("Created project", timeout=60_000)
+    expect(page.locator("#project-label")).to_contain_text("second", timeout=60_000)
+    time.sleep(2 * POLL_SECONDS)
+    assert "not in the list of choices" not in page.locator("body").inner_text()
     assert not page.workbench_errors, page.workbench_errors  # type: ignore[attr-defined]
 
     _report(merge_latencies, preview_latencies)
@@ -311,6 +337,25 @@ def _preview_latencies(shown: list[tuple[dict, float]], previews: Path, hash_fil
         if match and match.group(1) in by_hash and by_hash[match.group(1)] > since:
             latencies.append(item["t"] / 1000.0 - by_hash[match.group(1)])
     return latencies
+
+
+def _wait_lines(page, selector: str, timeout: float = 60_000) -> None:
+    """Wait until the plot image shows a curve: enough pixels of matplotlib's first series colour (C0)."""
+
+    from workbench.images import decode_image_bytes
+
+    deadline = time.time() + timeout / 1000
+    count = 0
+    while time.time() < deadline:
+        img = page.locator(f"{selector} img")
+        if img.count():
+            rgb = decode_image_bytes(img.first.screenshot())
+            r, b = rgb[..., 0] * 255.0, rgb[..., 2] * 255.0
+            count = int(((b - r > 50) & (b > 120)).sum())  # C0 blue, also where the line is anti-aliased
+            if count > 150:
+                return
+        time.sleep(1.0)
+    raise AssertionError(f"{selector} shows no curve ({count} line pixels)")
 
 
 def _step(page) -> int:

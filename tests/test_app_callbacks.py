@@ -154,6 +154,11 @@ def test_uploads_are_checked_and_copied_into_the_project(empty_workspace, tmp_pa
     for bad in (text, corrupt, empty):
         out = tab_project.upload_media(empty_workspace, root, "src", str(bad))
         assert is_warning(out), bad
+        assert out["upload"] is None  # a refused file does not stay in the upload box
+    # the message names the user's file and the box to use, not the server's cache path
+    out = tab_project.upload_media(empty_workspace, root, "src", str(corrupt))
+    assert "`broken.mp4`" in out["status"] and str(uploads) not in out["status"]
+    assert "Upload source" in out["status"]
     assert not any((Path(root) / "media" / "src").iterdir())
     assert "src_media" not in json.loads((Path(root) / "workbench.json").read_text())
     # too large for the 5 MB limit of the fixture context
@@ -228,6 +233,8 @@ def test_gallery_orders_overlays_selection_and_trash(small_project):
     assert "yaw" in out["face_info"]
     out = tab_curate.select_face(root, "src", shown, [shown[3], shown[5]], 3)
     assert out["selected"]["value"] == [shown[5]]  # a second click deselects
+    # switching faceset (the page calls face_gallery without the selection) clears it: src and dst share names
+    assert tab_curate.face_gallery(root, "dst")["selected"]["value"] == []
     dst_view = tab_curate.select_face(root, "dst", tab_curate.face_gallery(root, "dst")["shown"], [], 0)["frame_view"]
     assert dst_view.shape == (480, 480, 3)
 
@@ -251,10 +258,24 @@ def test_poll_training_reads_the_run_folder_and_only_sends_changes(small_project
     assert out["train_step"].startswith("Step 3")
     assert f"**{RUN}**: stopped" in out["train_status"]
     assert out["preview"].endswith("previews/latest.png")
-    assert set(out["loss_plot"].columns) == {"step", "value", "series"}
-    assert set(out["loss_plot"]["series"]) <= {"src", "dst"}
+    for name in ("loss_plot", "metrics_plot", "psnr_plot"):
+        assert out[name].shape == (240, 520, 3) and out[name].dtype == np.uint8
+    # real rows draw lines on a step axis; a single held-out point shows; PSNR has its own curve
+    rows = [{"kind": "train", "step": 10, "loss_src": 0.9, "loss_dst": 0.8, "loss_total": 1.7},
+            {"kind": "train", "step": 20, "loss_src": 0.7, "loss_dst": 0.6, "loss_total": 1.3},
+            {"kind": "eval", "step": 20, "ssim_src": 0.4, "ssim_dst": 0.5, "psnr_src": 18.0, "psnr_dst": 19.0}]
+    drawn, empty = tab_train.metrics_plots(rows), tab_train.metrics_plots([])
+
+    def blue(img):  # matplotlib's first series colour
+        return int((np.abs(img.astype(int) - (31, 119, 180)).sum(axis=-1) < 40).sum())
+
+    for name in ("loss_plot", "metrics_plot", "psnr_plot"):
+        assert blue(drawn[name]) > blue(empty[name]) + 40, name
     again = tab_train.poll_training(root, RUN, out["train_seen"])
     assert "preview" not in again and "loss_plot" not in again  # unchanged files are not re-sent
+    fresh = tab_train.poll_training(root, "brand-new", again["train_seen"])  # a new run name: nothing stale
+    assert fresh["preview"] is None and "No preview yet" in fresh["preview_info"]
+    assert "**brand-new**: new" in fresh["train_status"]
     assert "Step —" in tab_train.poll_training(root, None, {})["train_step"]
 
 
@@ -331,6 +352,9 @@ def test_merge_preview_caches_the_prediction_and_renders_colour_variants(small_p
     first = tab_merge.render_merge_frame(ctx, root, RUN, 5, defaults)
     assert first["merged"].shape == (480, 480, 3) and first["mask"].shape == (480, 480)
     assert first["mask"].max() > 0 and "1 face(s)" in first["merge_info"]
+    face = first["merged_face"]  # the zoomed face: enlarged, and cut from the merged frame
+    assert face.shape[0] >= tab_merge.FACE_ZOOM_PX or face.shape[1] >= tab_merge.FACE_ZOOM_PX
+    assert face.dtype == np.uint8 and face.shape[0] < 2 * 480
     cached = len(ctx._predictions.data)
     t0 = time.perf_counter()
     second = tab_merge.render_merge_frame(ctx, root, RUN, 5, dict(defaults, erode=40, blur=60, color_transfer="lct"))
@@ -381,7 +405,9 @@ def test_merge_all_then_export_with_provenance(small_project, ctx):
     assert out["provenance"]["tool"] == "Face-Swap Workbench"
     assert f"workbench run '{RUN}'" in out["provenance"]["model"]
     assert out["provenance"]["visible_label"] is True
-    assert "already exists" in tab_export.export_video_cb(root, "escape.mp4", RUN)["status"]
+    again = tab_export.export_video_cb(root, "escape.mp4", RUN)["status"]
+    assert "already exists" in again and "overwrite an existing file" in again  # the page's control, not CLI
+    assert "--output" not in again and "overwrite=True" not in again and str(small_project) not in again
     shown = tab_export.show_export(root, "escape.mp4")
     assert shown["video"] == str(video) and shown["download"]["visible"] is True
     assert "escape.mp4" in tab_project.project_overview(root)["overview"]

@@ -18,7 +18,6 @@ from workbench.augment import (
     apply_warp,
     augment_batch,
     color_transfer_batch,
-    downscale_for_progressive,
     elastic_displacement,
     hsv_to_rgb,
     random_hsv,
@@ -27,6 +26,7 @@ from workbench.augment import (
     warp_grid_preview,
 )
 from workbench.errors import ConfigError
+from workbench.train.step import downscale_for_progressive
 
 
 def gen(seed: int = 0) -> torch.Generator:

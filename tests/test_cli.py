@@ -44,3 +44,20 @@ def test_every_subcommand_help_renders():
         result = run_cli(name, "--help")
         assert result.returncode == 0, (name, result.stderr[-2000:])
         assert "usage: workbench" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_help_and_light_commands_do_not_import_torch_or_gradio(tmp_path):
+    # `workbench --help`, `train-status` and `train-cmd` must start in a second, not after importing torch
+    code = (
+        "import sys\n"
+        "from workbench.cli import build_parser, main\n"
+        "from workbench.project import create_project\n"
+        "build_parser().format_help()\n"
+        f"create_project({str(tmp_path / 'p')!r})\n"
+        f"assert main(['train-status', {str(tmp_path / 'p')!r}]) == 0\n"
+        f"assert main(['train-cmd', {str(tmp_path / 'p')!r}, 'stop']) == 2\n"
+        "print(sorted(m for m in ('torch', 'gradio', 'pandas', 'matplotlib') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

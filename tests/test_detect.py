@@ -13,15 +13,14 @@ from workbench import detect
 from workbench.detect import (
     ENGINES,
     DetectedFace,
-    SelectedFace,
     detect_faces,
     load_engine,
-    select_faces,
     unrotate_box,
     unrotate_points,
 )
 from workbench.errors import ConfigError, EngineUnavailableError
 from workbench.images import read_image
+from workbench.targets import SelectedFace, select_faces
 
 # ------------------------------------------------------------------------------------------ helpers
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.detect import detect_faces, select_faces
+from workbench.detect import detect_faces
 from workbench.errors import MediaError
 from workbench.identity import (
     SAME_PERSON_THRESHOLD,
@@ -14,6 +14,7 @@ from workbench.identity import (
     reference_embedding,
 )
 from workbench.images import read_image
+from workbench.targets import select_faces
 
 
 @pytest.fixture(scope="module")

@@ -43,14 +43,21 @@ def clip(data_file) -> tuple[np.ndarray, np.ndarray]:
 
 
 class FakeModel:
-    """Deterministic stand-in for a trained model: mirrored, colour-shifted crop; mask = landmark hull.
+    """Deterministic stand-in for a trained model: mirrored, colour-shifted crop, and two DIFFERENT masks.
 
-    The hull is fixed in crop space (taken from the first frame's aligned landmarks), as a model's learned
-    mask would be roughly fixed for aligned faces.
+    Both masks start from the landmark hull, fixed in crop space (the first frame's aligned landmarks), as a
+    model's learned masks would be roughly fixed for aligned faces. The swapped-face mask (prd) drops the
+    bottom quarter of the crop, the destination-face mask (dst) the left fifth, so a merger that swaps or
+    mixes up the two masks gives a visibly different working mask.
     """
 
     def __init__(self, hull: np.ndarray):
         self.hull = hull.astype(np.float32)
+        res = self.hull.shape[0]
+        self.prd_mask = self.hull.copy()
+        self.prd_mask[int(0.75 * res):] = 0.0
+        self.dst_mask = self.hull.copy()
+        self.dst_mask[:, :int(0.2 * res)] = 0.0
         self.calls = 0
         self.faces_seen = 0
 
@@ -61,7 +68,7 @@ class FakeModel:
     def __call__(self, face: np.ndarray) -> merge.Prediction:
         self.calls += 1
         self.faces_seen += 1
-        return self.swap(face), self.hull, self.hull
+        return self.swap(face), self.prd_mask, self.dst_mask
 
     def predict_batch(self, faces: np.ndarray):
         self.calls += 1
@@ -69,8 +76,8 @@ class FakeModel:
         n = len(faces)
         return (
             np.stack([self.swap(f) for f in faces]),
-            np.repeat(self.hull[None], n, 0),
-            np.repeat(self.hull[None], n, 0),
+            np.repeat(self.prd_mask[None], n, 0),
+            np.repeat(self.dst_mask[None], n, 0),
         )
 
 
@@ -187,6 +194,30 @@ def test_every_mask_mode_runs(clip, model, settings, mask_mode):
     assert not _changed(out, frames[0])[_far_outside(mask)].any()
     if mask_mode == "full":  # the whole face square
         assert area > (mask.shape[0] * mask.shape[1]) * 0.25
+
+
+def test_each_mask_mode_uses_the_right_learned_mask(clip, model, settings):
+    """raw-predict returns the working mask in face space (no erode/blur): it must be exactly the mode's mask."""
+    frames, lms = clip
+    prd, dst = model.prd_mask, model.dst_mask
+    face_lm = align.transform_points(lms[0], merge.crop_for_model(frames[0], lms[0], settings)[1])
+    expected = {
+        "full": np.ones_like(prd),
+        "dst": masks.hull_mask((RES, RES), face_lm),
+        "learned-prd": prd,
+        "learned-dst": dst,
+        "learned-prd*learned-dst": prd * dst,
+        "learned-prd+learned-dst": np.clip(prd + dst, 0, 1),
+    }
+    assert set(expected) == set(merge.LEARNED_MASK_MODES)
+    assert np.abs(prd - dst).mean() > 0.05  # the double can tell the two masks apart
+    for mode, want in expected.items():
+        _, wrk = merge.merge_face(frames[0], lms[0], model, settings.replace(mode="raw-predict", mask_mode=mode))
+        assert wrk.shape == (RES, RES)
+        others = [k for k in expected if k != mode and np.abs(expected[k] - want).mean() > 0.02]
+        err = np.abs(wrk - want).mean()
+        assert err < 0.02, (mode, err)
+        assert all(np.abs(wrk - expected[k]).mean() > err for k in others), mode
 
 
 def test_segmentation_mask_modes_need_a_segmenter(clip, model, settings):
@@ -566,7 +597,14 @@ def test_merge_command(tmp_path, clip, model, monkeypatch, capsys):
     project = _make_project(root, clip, no_face_index=0)
     assert cli.main(["merge", str(root), "--no-progress"]) == 2  # no trained model yet
     assert "no trained model" in capsys.readouterr().err
-    (project.models_dir / "run1").mkdir(parents=True)
+    from workbench.train.runs import checkpoint_path
+
+    run_dir = project.models_dir / "run1"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    checkpoint_path(run_dir).write_bytes(b"weights")  # the loader is replaced below
+    (project.models_dir / "untrained").mkdir()  # newer, but without a model: never picked by default
+    (project.models_dir / "untrained" / "config.json").write_text("{}")
     model.resolution, model.face_type = RES, "full"
     loaded = []
     monkeypatch.setattr(merge_command, "load_predictor", lambda run_dir, device: loaded.append(run_dir) or model)

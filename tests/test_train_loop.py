@@ -242,7 +242,8 @@ def test_target_steps_finishes_and_reports_eta(synth, tmp_path):
     assert status.state == "finished" and status.target_steps == 5 and status.eta_seconds == 0.0
     assert status.metrics["step"] == 4 and 0 < status.metrics["ssim_src"] <= 1
     assert [p.name for p in sorted((run / "previews").glob("step_*.png"))] == [
-        "step_000001.png", "step_000002.png", "step_000004.png"]
+        "step_000001.png", "step_000002.png", "step_000004.png", "step_000005.png"]  # + the final model's
+    assert status.preview_step == 5
     assert "[#000005]" in stream.getvalue() and "finished" in stream.getvalue()
     assert Trainer(fast_options(target_steps=5), src, dst, run_dir=run).run().steps_run == 0
 

@@ -103,3 +103,41 @@ def test_list_runs(tmp_path):
     runs = list_runs(tmp_path)
     assert [r.name for r in runs] == ["a", "b"] and all(r.state == "stopped" for r in runs)
     assert list_runs(tmp_path / "nowhere") == []
+
+
+def test_latest_run_is_the_most_recent_activity_and_every_front_end_uses_it(tmp_path):
+    import json
+
+    from workbench.commands.merge import find_run
+    from workbench.commands.train import _pick_run
+    from workbench.export import describe_model
+    from workbench.project import Project, create_project
+    from workbench.train.runs import checkpoint_path, latest_run
+
+    project = create_project(tmp_path / "p")
+    models = project.models_dir
+    now = time.time()
+
+    def make(name: str, status_age: float, ckpt_age: float | None) -> None:
+        run_dir = models / name
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"options": {"archi": "df", "resolution": 64}}))
+        (run_dir / "status.json").write_text(json.dumps({"state": "stopped", "step": 7, "updated": now - status_age}))
+        if ckpt_age is not None:
+            ckpt = checkpoint_path(run_dir)
+            ckpt.parent.mkdir(parents=True)
+            ckpt.write_bytes(b"x")
+            os.utime(ckpt, (now - ckpt_age, now - ckpt_age))
+        os.utime(run_dir, (now - 1000, now - 1000))  # folder times must not matter
+
+    assert latest_run(project) is None
+    make("old", status_age=500, ckpt_age=10)  # its model was saved last
+    make("fresh", status_age=50, ckpt_age=400)
+    make("nomodel", status_age=5, ckpt_age=None)  # most recent activity, but nothing to merge with
+    assert latest_run(project).name == "nomodel"
+    assert latest_run(project, require_checkpoint=True).name == "old"
+    assert _pick_run(models, None).name == "nomodel"
+    assert find_run(models, None).name == "old"
+    assert describe_model(Project.open(project.root)).startswith("workbench run 'old' (archi=df, resolution=64)")
+    assert describe_model(project, "fresh").startswith("workbench run 'fresh'")
+    assert describe_model(project, "../p") == "face-swap model (unrecorded)"

@@ -163,3 +163,17 @@ def test_loss_plot():
     assert empty.shape == (120, 200, 3)
     with pytest.raises(ValueError):
         viz.loss_plot(history, size=(10, 10))
+
+
+def test_series_plot_draws_a_single_point_on_a_numeric_step_axis():
+    from workbench import viz
+
+    def blue(img):  # matplotlib's first colour, C0
+        return int((np.abs(img * 255 - np.array([31, 119, 180])).sum(axis=-1) < 40).sum())
+
+    empty = viz.series_plot({"ssim_src": []}, size=(320, 200))
+    one = viz.series_plot({"ssim_src": [(500, 0.42)]}, size=(320, 200))
+    two = viz.series_plot({"ssim_src": [(500, 0.42), (1000, 0.61)]}, size=(320, 200))
+    assert one.shape == (200, 320, 3) and blue(empty) < 40  # the legend swatch only
+    assert blue(one) > blue(empty) + 60  # a marker where a line would need two points
+    assert blue(two) > blue(empty) + 60

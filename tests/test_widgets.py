@@ -42,10 +42,14 @@ def _run_folder(tmp_path, state="running", step=30, preview=True):
 
 
 def test_loss_history_reads_train_rows():
-    rows = [{"kind": "start"}, {"kind": "train", "loss_total": 3.0, "loss_src": 1.0, "loss_dst": 2.0,
-                                "loss_grad_norm": 9.0}, {"kind": "eval", "ssim_src": 0.5},
-            {"kind": "train", "loss_total": 2.0, "loss_src": 0.5, "loss_dst": 1.5}]
+    rows = [{"kind": "start"}, {"kind": "train", "step": 10, "loss_total": 3.0, "loss_src": 1.0, "loss_dst": 2.0,
+                                "loss_grad_norm": 9.0}, {"kind": "eval", "step": 10, "ssim_src": 0.5},
+            {"kind": "train", "step": 20, "loss_total": 2.0, "loss_src": 0.5, "loss_dst": 1.5},
+            {"kind": "train", "step": 30, "loss_src": float("nan")}]  # a diverged step draws nothing
     assert widgets.loss_history(rows) == {"src": [1.0, 0.5], "dst": [2.0, 1.5]}
+    from workbench.train.runs import metric_series
+
+    assert metric_series(rows, "eval") == {"ssim_src": [(10, 0.5)]}
     assert widgets.loss_history([]) == {}
 
 
@@ -198,3 +202,7 @@ def test_merge_settings_explorer_runs_the_model_once():
     chosen = box.settings()
     assert chosen.mode == "seamless" and chosen.erode == 30 and chosen.resolution == 32
     assert "SYNTHETIC" in box.children[1].value
+    from workbench.merge.settings import SETTING_SPECS  # the sliders' ranges are the settings' own
+
+    for name in ("erode", "blur", "output_face_scale", "image_denoise_power"):
+        assert (box.controls[name].min, box.controls[name].max) == SETTING_SPECS[name].range

@@ -55,7 +55,6 @@ __all__ = [
     "apply_warp",
     "augment_batch",
     "color_transfer_batch",
-    "downscale_for_progressive",
     "elastic_displacement",
     "hsv_to_rgb",
     "random_hsv",
@@ -670,28 +669,7 @@ def color_transfer_batch(
 
 
 # ------------------------------------------------------------------------------------------------------------
-# progressive training and teaching helpers
-
-
-def downscale_for_progressive(images: Tensor, effective_res: int) -> Tensor:
-    """Blur a batch to an effective resolution for coarse-to-fine training (area down, bilinear up).
-
-    Args:
-        images: ``(B, C, H, W)``.
-        effective_res: target width in pixels (height scaled to keep the aspect); ``>= W`` returns a copy.
-
-    Returns:
-        ``(B, C, H, W)`` with detail above ``effective_res`` removed.
-    """
-    _check_images(images)
-    if effective_res < 1:
-        raise ValueError(f"effective_res must be >= 1, got {effective_res}")
-    h, w = images.shape[-2:]
-    if effective_res >= w:
-        return images.clone()
-    small_h = max(1, round(h * effective_res / w))
-    small = F.interpolate(images, size=(small_h, effective_res), mode="area")
-    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+# teaching helper: the warp drawn on a grid
 
 
 def _grid_image(size: int, spacing: int, thickness: int) -> Tensor:

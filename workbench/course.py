@@ -41,6 +41,8 @@ from torch import nn
 from . import CONSENT_RULE, __version__
 from .errors import ConfigError
 from .images import encode_image, read_image
+from .models.tiny import TinySwapAutoencoder
+from .tensors import to_images, to_tensor
 
 SIZE_ENV = "WORKBENCH_COURSE_SIZE"
 WORKSPACE_ENV = "WORKBENCH_WORKSPACE"
@@ -550,8 +552,8 @@ def model_faces(folder: str | Path, face_type: str, resolution: int, limit: int 
 
 
 @dataclass(frozen=True)
-class FrameFaces:
-    """A destination frame and the landmarks of the faces extraction found in it."""
+class FaceFrame:
+    """One destination frame and the frame-space landmarks of the faces extraction found in it."""
 
     index: int
     timestamp: float
@@ -559,22 +561,18 @@ class FrameFaces:
     landmarks: tuple[np.ndarray, ...] = field(repr=False)
 
 
-def frame_with_face(project: Any, position: float = 0.5) -> FrameFaces:
+def frame_with_face(project: Any, position: float = 0.5) -> FaceFrame:
     """The destination frame nearest ``position`` (0 = first, 1 = last) among frames with a face."""
-    from .faceset import scan_faceset
-    from .project import read_frame_index
+    from .merge import frame_faces
 
-    index = read_frame_index(project)
-    found: dict[int, list[np.ndarray]] = {}
-    for rec in scan_faceset(project.aligned_dir("dst")).faces:
-        found.setdefault(int(rec.meta.frame_index), []).append(np.asarray(rec.meta.source_landmarks, np.float32))
-    entries = [e for e in index.frames if e.index in found]
+    faces = frame_faces(project)
+    entries = [e for e in faces.entries if faces.landmarks.get(e.index)]
     if not entries:
         raise ConfigError("no destination frame has a face", project.aligned_dir("dst"),
                           "extract the destination again (ensure_course_project)")
     entry = entries[min(len(entries) - 1, max(0, round(position * (len(entries) - 1))))]
     frame = read_image(project.frames_dir / entry.file)
-    return FrameFaces(entry.index, entry.timestamp, frame, tuple(found[entry.index]))
+    return FaceFrame(entry.index, entry.timestamp, frame, tuple(faces.landmarks[entry.index]))
 
 
 @dataclass(frozen=True)
@@ -634,68 +632,8 @@ def pca_2d(*groups: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
 # ------------------------------------------------------------------------------------------------- tiny AE
 
 
-def _down(cin: int, cout: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(cin, cout, 5, 2, 2), nn.LeakyReLU(0.1))
-
-
-def _up(cin: int, cout: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(cin, cout * 4, 3, 1, 1), nn.LeakyReLU(0.1), nn.PixelShuffle(2))
-
-
-class TinySwapAutoencoder(nn.Module):
-    """The face-swap idea at its smallest: ONE shared encoder, one decoder per identity.
-
-    ``encode(x) -> z`` maps any face to a ``code_dims`` vector; ``decode(z, "src"|"dst")`` draws that code as
-    the source or the destination person. Training only ever decodes src codes with the src decoder and dst
-    codes with the dst decoder; the swap is decoding a dst code with the src decoder.
-
-    Args:
-        resolution: face side in pixels (a multiple of 8, at least 16).
-        code_dims: size of the latent code (the bottleneck).
-        width: channels of the first convolution (doubled at each of the 3 downscales).
-
-    Shapes: faces are (B, 3, R, R) float in [0, 1]; codes (B, code_dims).
-    """
-
-    def __init__(self, resolution: int = 32, code_dims: int = 64, width: int = 32):
-        super().__init__()
-        if resolution % 8 or resolution < 16:
-            raise ValueError(f"resolution must be a multiple of 8 and >= 16, got {resolution}")
-        self.resolution, self.code_dims = int(resolution), int(code_dims)
-        r = resolution // 8
-        c = width * 4
-        self.encoder = nn.Sequential(_down(3, width), _down(width, width * 2), _down(width * 2, c), nn.Flatten(),
-                                     nn.Linear(c * r * r, code_dims))
-        self.decoders = nn.ModuleDict({name: self._decoder(c, r, width) for name in ("src", "dst")})
-
-    def _decoder(self, c: int, r: int, width: int) -> nn.Module:
-        return nn.Sequential(nn.Linear(self.code_dims, c * r * r), nn.Unflatten(1, (c, r, r)), _up(c, width * 2),
-                             _up(width * 2, width), _up(width, width // 2), nn.Conv2d(width // 2, 3, 3, 1, 1),
-                             nn.Sigmoid())
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # (B, code_dims)
-
-    def decode(self, z: torch.Tensor, identity: str) -> torch.Tensor:
-        return self.decoders[identity](z)  # (B, 3, R, R)
-
-    def forward(self, x: torch.Tensor, identity: str) -> torch.Tensor:
-        return self.decode(self.encode(x), identity)
-
-
-def to_tensor(faces: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """(N, H, W, 3) float RGB -> (N, 3, H, W) float32 tensor (on ``device``)."""
-    batch = torch.from_numpy(np.ascontiguousarray(np.asarray(faces, np.float32))).permute(0, 3, 1, 2)
-    return batch.contiguous().to(device)
-
-
 def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def to_images(batch: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) tensor -> (N, H, W, 3) float32 numpy in [0, 1]."""
-    return batch.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass
@@ -813,7 +751,7 @@ def launch_app(project: Any = None, workspace: str | Path | None = None, *, laun
 
 
 __all__ = [
-    "CONSENT_RULE", "SIZES", "CourseMedia", "CourseSettings", "FlickerSeries", "FrameFaces",
+    "CONSENT_RULE", "SIZES", "CourseMedia", "CourseSettings", "FaceFrame", "FlickerSeries",
     "Photo", "TinySwapAutoencoder", "TinyTraining", "compose", "configure_torch", "course_info", "course_media",
     "course_project_dir", "course_run_dir", "course_settings", "default_size", "ensure_course_project",
     "ensure_course_run", "flicker_over_time", "format_report", "frame_with_face", "help_table", "is_colab",

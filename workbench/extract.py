@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import align
-from .errors import ConfigError, MediaError, WorkbenchError
+from .errors import ConfigError, MediaError, ProjectError, WorkbenchError
 from .faceset import FaceMeta, list_face_files, write_aligned_face
 from .fileutil import append_jsonl, atomic_write_json, read_jsonl
 from .images import is_image_path, read_image, to_float, to_uint8, write_image
@@ -243,7 +243,7 @@ def _init_worker(config: _StageConfig) -> None:
 def _detect_one(config: _StageConfig, engine: Any, image_u8: np.ndarray,
                 still: bool = False) -> tuple[list[tuple[Any, float | None]], int]:
     """Selected faces and the long side (px) of the last scale searched."""
-    from . import detect
+    from . import detect, targets
 
     options = config.options
     image = to_float(image_u8)
@@ -259,8 +259,8 @@ def _detect_one(config: _StageConfig, engine: Any, image_u8: np.ndarray,
         working = working * 2 if working * 2 < long_side else None
     side = working or long_side
     reference = None if config.reference_embedding is None else np.asarray(config.reference_embedding, np.float32)
-    selected = detect.select_faces(faces, image.shape, mode=options.target, reference=reference,
-                                   threshold=options.reference_threshold, image=image)
+    selected = targets.select_faces(faces, image.shape, mode=options.target, reference=reference,
+                                    threshold=options.reference_threshold, image=image)
     if options.max_faces:
         selected = selected[: options.max_faces]
     return [(s.face, s.distance) for s in selected], side
@@ -614,3 +614,40 @@ def extract_project(project: Project, side: str, options: ExtractOptions | None 
         source_name=project.relative(media),
         progress=progress,
     )
+
+
+def source_frame(project: Project, meta: FaceMeta) -> np.ndarray | None:
+    """The original frame an aligned face was cut from, RGB float32 (None when it cannot be found).
+
+    A destination face's frame is read from ``frames/dst`` (the file ``frames.json`` lists for its index);
+    other faces are read back from their source media (a video frame, a photo of a folder, a single photo).
+    """
+    from .project import read_frame_index
+    from .video import is_video_path, read_frame
+
+    def extracted_frame() -> np.ndarray | None:
+        try:
+            files = {e.index: e.file for e in read_frame_index(project).frames}
+        except ProjectError:
+            return None
+        name = files.get(int(meta.frame_index))
+        path = project.frames_dir / name if name else None
+        return read_image(path) if path is not None and path.is_file() else None
+
+    try:
+        media = project.resolve_inside(meta.source_file) if meta.source_file else None
+    except ProjectError:
+        media = None
+    if project.read_config().get("dst_media") == meta.source_file:
+        frame = extracted_frame()
+        if frame is not None:
+            return frame
+    if media is None or not media.exists():
+        return extracted_frame()
+    if media.is_dir():
+        files = sorted(p for p in media.iterdir() if p.is_file() and not p.name.startswith("."))
+        idx = int(meta.frame_index)
+        return read_image(files[idx]) if 0 <= idx < len(files) and is_image_path(files[idx]) else None
+    if is_video_path(media):
+        return read_frame(media, int(meta.frame_index)).image
+    return read_image(media)

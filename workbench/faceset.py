@@ -430,3 +430,17 @@ def move_to_trash(path: str | Path, trash_dir: str | Path) -> Path:
         counter += 1
     os.replace(path, target)
     return target
+
+
+def restore_from_trash(trash_dir: str | Path, folder: str | Path) -> tuple[int, int]:
+    """Move every face of a trash folder back into its faceset folder; a face whose name is taken there stays
+    in the trash. Returns ``(restored, kept)``."""
+    restored = kept = 0
+    for path in list_face_files(Path(trash_dir)):
+        target = Path(folder) / path.name
+        if target.exists():
+            kept += 1
+            continue
+        os.replace(path, target)
+        restored += 1
+    return restored, kept

@@ -2,7 +2,7 @@
 
 ``face_embedding`` turns a face (frame + 68 landmarks) into a 128-d vector; two photos of the same person
 are usually closer than 0.6 (Euclidean), different people further apart. The workbench uses it to pick the
-target person in multi-face frames (:func:`workbench.detect.select_faces`).
+target person in multi-face frames (:func:`workbench.targets.select_faces`).
 """
 
 from __future__ import annotations

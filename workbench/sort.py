@@ -297,3 +297,45 @@ def sort_faceset(
         kept_paths = [final for _, final in staged]
     return SortResult(method, tuple(kept_paths), tuple(trashed), tuple(float(scores[i]) for i in kept_order),
                       tuple(broken))
+
+
+VIEW_ORDERS = ("file", "blur", "motion-blur", "yaw", "pitch", "face-size", "brightness", "hue", "source",
+               "similarity", "identity distance")
+"""Orders for looking at a faceset (nothing is renamed): file name, a sort score, histogram similarity chain or
+the identity distance recorded at extraction."""
+
+
+def order_faces(records: Sequence[FaceRecord], order: str) -> tuple[list[int], list[float | None]]:
+    """The display order of a faceset's records and each record's score (None where the order has none).
+
+    Scores ascend or descend as :data:`SCORES` says (best first); "identity distance" puts faces without a
+    recorded distance last; "similarity" chains faces by histogram likeness; faces whose pixels do not decode go
+    last, unscored.
+
+    Raises:
+        ConfigError: an unknown order.
+    """
+    n = len(records)
+    if order in ("file", "", None):
+        return sorted(range(n), key=lambda i: records[i].path.name), [None] * n
+    if order == "identity distance":
+        vals = [r.meta.identity_distance for r in records]
+        return sorted(range(n), key=lambda i: (vals[i] is None, vals[i] or 0.0)), vals
+    if order != "similarity" and order not in SCORES:
+        raise ConfigError(f"unknown order {order!r}", hint=f"choose one of {', '.join(VIEW_ORDERS)}")
+    # A face whose pixels do not decode (a damaged JPEG) goes last, unscored, instead of failing the view.
+    good, images, _ = decode_faces(records, progress=False)
+    position = {id(r): i for i, r in enumerate(records)}
+    ok = [position[id(r)] for r in good]
+    decoded = set(ok)
+    rest = [i for i in range(n) if i not in decoded]
+    if order == "similarity":
+        chain = histogram_chain([histogram(image) for image in images]) if images else []
+        return [ok[j] for j in chain] + rest, [None] * n
+    fn, descending = SCORES[order]
+    scores = np.asarray([fn(image, r.meta) for image, r in zip(images, good)], np.float64)
+    idx = list(np.argsort(-scores if descending else scores, kind="stable"))
+    values: list[float | None] = [None] * n
+    for i, score in zip(ok, scores):
+        values[i] = float(score)
+    return [ok[int(j)] for j in idx] + rest, values

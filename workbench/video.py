@@ -14,18 +14,22 @@ cannot be opened at all once truncated; that is a ``MediaError`` straight away.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import numpy as np
+from tqdm.auto import tqdm
 
-from .errors import MediaError
-from .images import is_image_path
+from .errors import ExportError, MediaError
+from .fileutil import atomic_path
+from .images import is_image_path, read_image, to_uint8
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv", ".3gp"}
@@ -377,3 +381,319 @@ def read_frame(path: str | Path, index: int) -> VideoFrame:
         path,
         "use probe_video(path).frame_count to see how many frames it has",
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Video output: H.264 MP4 with per-frame timestamps and the source's audio
+
+TIME_BASE = Fraction(1, 90000)
+OUTPUT_SUFFIXES = (".mp4", ".m4v")
+AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000})
+_OVERWRITE_HINT = (
+    "pass overwrite=True (CLI: --overwrite) or choose another output name (CLI: --output NAME.mp4)"
+)
+
+
+def write_video(
+    frames: Iterable[np.ndarray | str | Path],
+    timestamps: Sequence[float],
+    out_path: str | Path,
+    *,
+    audio_source: str | Path | None = None,
+    tags: Mapping[str, str] | None = None,
+    frame_filter: Callable[[np.ndarray], np.ndarray] | None = None,
+    crf: int = 18,
+    overwrite: bool = False,
+    progress: bool = True,
+    end_time: float | None = None,
+    preset: str = "medium",
+) -> Path:
+    """Write frames as an H.264 (yuv420p, +faststart) MP4 with per-frame timestamps and the source's audio.
+
+    Timing: every frame is written with its own presentation time on a fine 1/90000 s time base, so a
+    variable-frame-rate source keeps its exact frame times and the copied audio stays in sync; B-frames are
+    off so decode order equals display order. Audio: the first audio stream of ``audio_source`` is copied when
+    it is AAC, otherwise re-encoded to AAC; packets starting after the last video frame ends are dropped.
+
+    Args:
+        frames: RGB images (float32 [0,1] or uint8, HWC) or image file paths, one per timestamp.
+        timestamps: presentation time of each frame in seconds (strictly increasing).
+        out_path: the .mp4 to write (atomically: a temp file beside it, renamed at the end).
+        audio_source: a media file with the audio to copy; None, or a file without audio: no audio stream.
+        tags: container metadata tags.
+        frame_filter: applied to each RGB uint8 frame before encoding (e.g. a visible label).
+        crf, preset: x264 constant rate factor (0..51) and speed preset.
+        overwrite: replace an existing ``out_path``; otherwise an existing file is an error.
+        progress: show a tqdm progress bar.
+        end_time: when the last frame stops showing (default: one typical frame interval later).
+
+    Raises:
+        ExportError: existing output without ``overwrite``, unwritable folder, bad frames or timestamps, or an
+            encoder failure. MediaError: unreadable audio source.
+    """
+    out_path = Path(out_path)
+    _check_output(out_path, overwrite)
+    ticks, durations = _ticks(list(timestamps), end_time)
+    video_end = (ticks[-1] + durations[-1]) / TIME_BASE.denominator
+    audio_path: Path | None = None
+    if audio_source is not None:
+        audio_path = Path(audio_source)
+        if not audio_path.is_file():
+            raise MediaError("audio source not found", audio_path, "give the destination video file")
+        if not _AudioTrack.has_audio(audio_path):
+            audio_path = None
+    duration_of = dict(zip(ticks, durations))
+    fps_guess = Fraction(len(ticks) / video_end).limit_denominator(1001) if video_end > 0 else Fraction(30)
+    try:
+        with atomic_path(out_path) as tmp:
+            _encode(frames, ticks, duration_of, tmp, dict(tags or {}), audio_path, video_end, frame_filter,
+                    int(crf), preset, fps_guess, progress)
+    except OSError as exc:
+        raise ExportError(
+            f"cannot write the video ({exc.__class__.__name__}: {exc})",
+            out_path,
+            "check free disk space and that the folder is writable",
+        ) from exc
+    return out_path
+
+
+def _check_output(out_path: Path, overwrite: bool) -> None:
+    if out_path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ExportError(
+            f"the output must be an .mp4 file, not '{out_path.suffix}'",
+            out_path,
+            "choose a name ending in .mp4",
+        )
+    if out_path.is_dir():
+        raise ExportError("the output path is a folder", out_path, "give a file name ending in .mp4")
+    if out_path.exists() and not overwrite:
+        raise ExportError("output file already exists", out_path, _OVERWRITE_HINT)
+    parent = out_path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(
+            f"cannot create the output folder ({exc.strerror or exc})",
+            parent,
+            "choose a writable output location",
+        ) from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError("the output folder is not writable", parent, "choose a writable output location")
+
+
+def _as_rgb_uint8(item: np.ndarray | str | Path, index: int) -> np.ndarray:
+    if isinstance(item, (str, Path)):
+        item = read_image(item)
+    arr = np.asarray(item)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ExportError(f"frame {index} has shape {arr.shape}; expected an RGB image (H, W, 3)")
+    arr = arr[:, :, :3]
+    if arr.dtype != np.uint8:
+        arr = to_uint8(arr.astype(np.float32, copy=False))
+    return arr
+
+
+def _even(arr: np.ndarray) -> np.ndarray:
+    """H.264 yuv420p needs even sides: replicate the last row/column when a side is odd."""
+    pad_h, pad_w = arr.shape[0] % 2, arr.shape[1] % 2
+    if pad_h or pad_w:
+        arr = np.pad(arr, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return arr
+
+
+def _ticks(timestamps: Sequence[float], end_time: float | None) -> tuple[list[int], list[int]]:
+    """Frame pts and durations on the 1/90000 time base; validates monotonic timestamps."""
+    ticks = [round(float(t) * TIME_BASE.denominator) for t in timestamps]
+    if not ticks:
+        raise ExportError("no frames to export", hint="merge some frames first")
+    if not all(np.isfinite(timestamps)) or ticks[0] < 0:
+        raise ExportError("frame timestamps must be finite and >= 0 seconds")
+    deltas = np.diff(ticks)
+    if deltas.size and deltas.min() <= 0:
+        bad = int(np.argmin(deltas)) + 1
+        raise ExportError(
+            f"frame timestamps must increase; frame {bad} is at {timestamps[bad]:.6f} s, "
+            f"not after {timestamps[bad - 1]:.6f} s"
+        )
+    typical = int(np.median(deltas)) if deltas.size else TIME_BASE.denominator // 30
+    if end_time is not None:
+        last = round(float(end_time) * TIME_BASE.denominator) - ticks[-1]
+        if last <= 0:
+            raise ExportError(
+                f"end_time {end_time:.6f} s is not after the last frame ({timestamps[-1]:.6f} s)"
+            )
+    else:
+        last = typical
+    return ticks, [*(int(d) for d in deltas), int(last)]
+
+
+class _AudioTrack:
+    """Feeds the first audio stream of a file into the output: packet copy for AAC, else AAC re-encode."""
+
+    def __init__(self, source: Path, output: av.container.OutputContainer, end_time: float):
+        try:
+            self.input = av.open(str(source))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(
+                f"cannot open the audio source ({exc.__class__.__name__})",
+                source,
+                "give the destination video (or any media file with an audio stream)",
+            ) from exc
+        self.stream = self.input.streams.audio[0]
+        self.copy = self.stream.codec_context.name == "aac"
+        offset = self.input.start_time / av.time_base if self.input.start_time is not None else 0.0
+        self.tb = self.stream.time_base
+        self.shift = round(offset / self.tb) if self.tb else 0  # align with video times (0 = container start)
+        self.end = end_time
+        if self.copy:
+            self.out = output.add_stream_from_template(self.stream)
+            self.items: Iterator[Any] = self.input.demux(self.stream)
+        else:
+            rate = self.stream.rate if self.stream.rate in AAC_RATES else 48000
+            layout = "mono" if self.stream.channels == 1 else "stereo"
+            self.out = output.add_stream("aac", rate=rate, layout=layout)
+            self.out.bit_rate = 192000
+            self.items = self.input.decode(self.stream)
+        self.output = output
+        self.pending: Any = None
+        self.done = False
+
+    @staticmethod
+    def has_audio(source: Path) -> bool:
+        try:
+            with av.open(str(source)) as container:
+                return bool(container.streams.audio)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(
+                f"cannot open the audio source ({exc.__class__.__name__})",
+                source,
+                "give the destination video (or any media file with an audio stream)",
+            ) from exc
+
+    def _next(self) -> Any:
+        while True:
+            try:
+                item = next(self.items)
+            except (StopIteration, av.FFmpegError):
+                return None  # a broken audio tail ends the track; the video is still written
+            if self.copy and (item.size == 0 or item.dts is None):
+                continue
+            return item
+
+    def _start(self, item: Any) -> float:
+        pts = item.pts if item.pts is not None else 0
+        return float((pts - self.shift) * self.tb)
+
+    def feed(self, until: float) -> None:
+        """Write audio that starts before ``until`` seconds (and before the video end)."""
+        while not self.done:
+            item = self.pending if self.pending is not None else self._next()
+            self.pending = None
+            if item is None or self._start(item) >= self.end:
+                self.done = True
+                break
+            if self._start(item) >= until:
+                self.pending = item
+                break
+            if self.copy:
+                item.pts = item.pts - self.shift if item.pts is not None else None
+                item.dts = item.dts - self.shift
+                item.stream = self.out
+                self.output.mux(item)
+            else:
+                item.pts = None  # the AAC encoder re-times samples from 0
+                self.output.mux(self.out.encode(item))
+
+    def finish(self) -> None:
+        self.feed(float("inf"))
+        if not self.copy:
+            self.output.mux(self.out.encode(None))
+
+    def close(self) -> None:
+        self.items.close()
+        self.input.close()
+
+
+def _encode(
+    frames: Iterable[np.ndarray | str | Path],
+    ticks: list[int],
+    duration_of: dict[int, int],
+    tmp: Path,
+    tags: dict[str, str],
+    audio_path: Path | None,
+    video_end: float,
+    frame_filter: Callable[[np.ndarray], np.ndarray] | None,
+    crf: int,
+    preset: str,
+    fps_guess: Fraction,
+    progress: bool,
+) -> None:
+    output = av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart+use_metadata_tags"})
+    audio: _AudioTrack | None = None
+    stream = None
+    size: tuple[int, int] | None = None
+    count = 0
+
+    def mux_video(packets: list[av.Packet]) -> None:
+        for packet in packets:
+            packet.duration = duration_of.get(packet.pts, 0)
+            output.mux(packet)
+
+    try:
+        for key, value in tags.items():
+            output.metadata[key] = value
+        bar = tqdm(total=len(ticks), desc="export", unit="frame", disable=not progress)
+        for index, item in enumerate(frames):
+            if index >= len(ticks):
+                raise ExportError(
+                    f"more frames than timestamps ({len(ticks)})", hint="give exactly one timestamp per frame"
+                )
+            rgb = _as_rgb_uint8(item, index)
+            if size is None:
+                size = (rgb.shape[0], rgb.shape[1])
+                even = _even(rgb)
+                stream = output.add_stream(
+                    "libx264", rate=fps_guess, options={"crf": str(crf), "preset": preset, "bf": "0"}
+                )
+                stream.width, stream.height = even.shape[1], even.shape[0]
+                stream.pix_fmt = "yuv420p"
+                stream.time_base = TIME_BASE
+                stream.codec_context.time_base = TIME_BASE
+                if audio_path is not None:
+                    audio = _AudioTrack(audio_path, output, video_end)
+            elif rgb.shape[:2] != size:
+                raise ExportError(
+                    f"frame {index} is {rgb.shape[1]}x{rgb.shape[0]} but frame 0 is "
+                    f"{size[1]}x{size[0]}; all frames must have the same size"
+                )
+            if frame_filter is not None:
+                rgb = frame_filter(rgb)
+            frame = av.VideoFrame.from_ndarray(_even(rgb), format="rgb24").reformat(format="yuv420p")
+            frame.pts = ticks[index]
+            frame.time_base = TIME_BASE
+            mux_video(stream.encode(frame))
+            if audio is not None:
+                audio.feed(ticks[index] / TIME_BASE.denominator + 0.5)
+            count += 1
+            bar.update(1)
+        bar.close()
+        if count != len(ticks):
+            raise ExportError(
+                f"got {count} frames for {len(ticks)} timestamps", hint="give exactly one timestamp per frame"
+            )
+        mux_video(stream.encode(None))
+        if audio is not None:
+            audio.finish()
+    except av.FFmpegError as exc:
+        raise ExportError(f"the encoder failed ({exc})", hint="check the frames and free disk space") from exc
+    except BaseException:
+        if audio is not None:
+            audio.close()
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            output.close()
+        raise
+    if audio is not None:
+        audio.close()
+    output.close()

@@ -304,6 +304,22 @@ def loss_plot(
     Returns:
         (height, width, 3) float32 in [0, 1].
     """
+    series = {name: list(enumerate(values)) for name, values in history.items()}
+    return series_plot(series, size=size, title=title, log_y=log_y, ylabel="loss")
+
+
+def series_plot(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    size: tuple[int, int] = (640, 320),
+    title: str | None = None,
+    log_y: bool = False,
+    ylabel: str = "value",
+) -> np.ndarray:
+    """Render ``{name: [(step, value), ...]}`` as lines on a numeric step axis (Agg backend, no window).
+
+    A series with a single point is drawn as a marker (a line needs two); non-finite values are skipped.
+    Returns (height, width, 3) float32 in [0, 1].
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -315,22 +331,22 @@ def loss_plot(
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     drawn = False
-    for name, values in history.items():
-        y = np.asarray(list(values), dtype=np.float64)
-        x = np.arange(len(y))
-        keep = np.isfinite(y)
+    for name, points in series.items():
+        xy = np.asarray([(float(x), float(y)) for x, y in points], dtype=np.float64).reshape(-1, 2)
+        x, y = xy[:, 0], xy[:, 1]
+        keep = np.isfinite(y) & np.isfinite(x)
         if log_y:
             keep &= y > 0
-        ax.plot(x[keep], y[keep], label=str(name), linewidth=1.0)
+        ax.plot(x[keep], y[keep], label=str(name), linewidth=1.8, marker="o" if keep.sum() == 1 else None)
         drawn = drawn or bool(keep.any())
     if not drawn:
         ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
     elif log_y:
         ax.set_yscale("log")
-    if history:
+    if series:
         ax.legend(loc="upper right", fontsize="small")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)

@@ -48,14 +48,10 @@ def _resize_width(image: np.ndarray, width: int) -> np.ndarray:
 
 
 def loss_history(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """``metrics.jsonl`` rows -> ``{"src": [...], "dst": [...], ...}`` from the "train" rows' ``loss_*`` values."""
-    history: dict[str, list[float]] = {}
-    for row in rows:
-        if row.get("kind") != "train":
-            continue
-        for key, value in row.items():
-            if key.startswith("loss_") and key != "loss_grad_norm" and isinstance(value, (int, float)):
-                history.setdefault(key[5:], []).append(float(value))
+    """``metrics.jsonl`` rows -> ``{"src": [...], "dst": [...], ...}`` (:func:`workbench.train.runs.metric_series`)."""
+    from .train.runs import metric_series
+
+    history = {name: [v for _, v in points] for name, points in metric_series(list(rows)).items()}
     if "total" in history and len(history) > 1:
         history.pop("total")  # src + dst: the sum would squash the two curves
     return history
@@ -63,16 +59,9 @@ def loss_history(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
 
 def _status_html(status: Any, alive: bool) -> str:
     colour = {"running": "#2a7", "paused": "#d90", "error": "#c33", "finished": "#27c", "stopped": "#666"}
-    state = "crashed (process gone)" if status.stale and not alive else status.state
+    state = status.state_text(alive=alive)
     parts = [f"<b>{status.name}</b> <span style='color:{colour.get(status.state, '#666')}'>&#9679; {state}</span>",
-             f"step {status.step}" + (f" / {status.target_steps}" if status.target_steps else "")]
-    if status.it_per_s:
-        parts.append(f"{status.it_per_s:.2f} it/s")
-    parts += [f"{k} {v:.4f}" for k, v in status.losses.items() if k in ("src", "dst")]
-    if status.eta_seconds:
-        parts.append(f"ETA {int(status.eta_seconds) // 60}:{int(status.eta_seconds) % 60:02d}")
-    if status.device:
-        parts.append(f"on {status.device}")
+             status.step_text(), *status.detail_parts()]
     html = " &middot; ".join(parts)
     if status.last_error:
         html += f"<br><span style='color:#c33'>error: {status.last_error.splitlines()[0]}</span>"
@@ -461,31 +450,36 @@ def merge_settings_explorer(frame: np.ndarray, landmarks: np.ndarray, predictor:
     """
     import ipywidgets as w
 
-    from .merge import (
-        LEARNED_MASK_MODES,
-        MODES,
-        SHARPEN_MODES,
-        MergeSettings,
-        color_transfer_names,
-        crop_for_model,
-    )
+    from .merge import LEARNED_MASK_MODES, MODES, MergeSettings, crop_for_model
+    from .merge.settings import SETTING_SPECS, model_facts
 
     if settings is None:
-        facts = {k: getattr(predictor, k) for k in ("resolution", "face_type") if hasattr(predictor, k)}
+        facts = model_facts(predictor)
         settings = MergeSettings(**facts)
     prediction = predictor if isinstance(predictor, tuple) else predictor(crop_for_model(frame, landmarks,
                                                                                          settings)[0])
     s = settings
+    specs = SETTING_SPECS  # ranges, choices and help come from MergeSettings' field descriptions
+
+    def slider(name: str, description: str) -> Any:
+        lo, hi = specs[name].range
+        return w.IntSlider(value=getattr(s, name), min=lo, max=hi, description=description,
+                           description_tooltip=specs[name].help)
+
+    def dropdown(name: str, description: str, options: Sequence[str] | None = None) -> Any:
+        return w.Dropdown(options=list(options or specs[name].choices), value=getattr(s, name),
+                          description=description, description_tooltip=specs[name].help)
+
     controls = {
-        "mode": w.Dropdown(options=[m for m in MODES if m != "raw-predict"], value=s.mode, description="mode"),
-        "mask_mode": w.Dropdown(options=LEARNED_MASK_MODES, value=s.mask_mode, description="mask"),
-        "color_transfer": w.Dropdown(options=color_transfer_names(), value=s.color_transfer, description="colour"),
-        "erode": w.IntSlider(value=s.erode, min=-100, max=100, description="erode"),
-        "blur": w.IntSlider(value=s.blur, min=0, max=200, description="blur"),
-        "output_face_scale": w.IntSlider(value=s.output_face_scale, min=-20, max=20, description="face scale"),
-        "sharpen_mode": w.Dropdown(options=SHARPEN_MODES, value=s.sharpen_mode, description="sharpen"),
-        "blursharpen_amount": w.IntSlider(value=s.blursharpen_amount, min=-100, max=100, description="amount"),
-        "image_denoise_power": w.IntSlider(value=s.image_denoise_power, min=0, max=200, description="denoise bg"),
+        "mode": dropdown("mode", "mode", [m for m in MODES if m != "raw-predict"]),
+        "mask_mode": dropdown("mask_mode", "mask", LEARNED_MASK_MODES),
+        "color_transfer": dropdown("color_transfer", "colour"),
+        "erode": slider("erode", "erode"),
+        "blur": slider("blur", "blur"),
+        "output_face_scale": slider("output_face_scale", "face scale"),
+        "sharpen_mode": dropdown("sharpen_mode", "sharpen"),
+        "blursharpen_amount": slider("blursharpen_amount", "amount"),
+        "image_denoise_power": slider("image_denoise_power", "denoise bg"),
     }
     for control in controls.values():
         control.continuous_update = False

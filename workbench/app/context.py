@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import MergeError
 from ..images import read_image
-from ..project import Project, read_frame_index
+from ..project import Project
 from .common import _mtime
+
+if TYPE_CHECKING:
+    from ..merge import FrameFaces
 
 
 class _LRU:
@@ -34,15 +36,6 @@ class _LRU:
         while len(self.data) > self.size:
             self.data.popitem(last=False)
         return value
-
-
-@dataclass(frozen=True)
-class FrameFaces:
-    """Destination frames of a project with their faces' frame landmarks and motion (for merge previews)."""
-
-    entries: tuple  # FrameEntry, sorted by index
-    landmarks: Mapping[int, list]  # frame index -> [(68,2) frame landmarks, ...]
-    motions: Mapping[int, Any]  # frame index -> (power, angle) | None
 
 
 class AppContext:
@@ -101,8 +94,8 @@ class AppContext:
 
     # -- frames and faces ------------------------------------------------------------------------------
     def frame_faces(self, project: Project) -> FrameFaces:
-        from ..faceset import scan_faceset
-        from ..merge import landmarks_by_frame, motion_vectors
+        """:func:`workbench.merge.frame_faces`, recomputed when frames.json or the dst faceset changes."""
+        from ..merge import frame_faces
 
         index_path = project.frames_dir / "frames.json"
         folder = project.aligned_dir("dst")
@@ -111,11 +104,7 @@ class AppContext:
             cached = self._faces.get(key)
         if cached is not None:
             return cached
-        index = read_frame_index(project)
-        entries = tuple(sorted(index.frames, key=lambda e: e.index))
-        landmarks = landmarks_by_frame(scan_faceset(folder).faces)
-        motions = dict(zip([e.index for e in entries], motion_vectors([landmarks.get(e.index, []) for e in entries])))
-        result = FrameFaces(entries, landmarks, motions)
+        result = frame_faces(project)
         with self._lock:
             self._faces.put(key, result)
         return result

@@ -2,55 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ProjectError, WorkbenchError
-from ..images import is_image_path, read_image, to_uint8
-from ..project import Project
+from ..errors import ConfigError, WorkbenchError
+from ..images import read_image, to_uint8
+from ..sort import VIEW_ORDERS
 from . import texts
 from .common import _check_side, _child, _count_faces, _project, _update, guarded
 from .tab_project import project_overview
 
 PAGE_SIZE = 60  # faces per gallery page
 THUMB = 160  # gallery thumbnail side in px (overlays are drawn at this size)
-GALLERY_ORDERS = ("file", "blur", "motion-blur", "yaw", "pitch", "face-size", "brightness", "hue", "source",
-                  "similarity", "identity distance")
+GALLERY_ORDERS = VIEW_ORDERS
 
 
 def _gallery_order(records: list, order: str) -> tuple[list[int], list[float | None]]:
-    from .. import sort
+    from ..sort import order_faces
 
-    n = len(records)
-    if order in ("file", "", None):
-        idx = sorted(range(n), key=lambda i: records[i].path.name)
-        return idx, [None] * n
-    if order == "identity distance":
-        vals = [r.meta.identity_distance for r in records]
-        idx = sorted(range(n), key=lambda i: (vals[i] is None, vals[i] or 0.0))
-        return idx, vals
-    if order != "similarity" and order not in sort.SCORES:
-        raise ConfigError(f"unknown order {order!r}", hint=f"choose one of {', '.join(GALLERY_ORDERS)}")
-    # A face whose pixels do not decode (a damaged JPEG) goes last, unscored, instead of failing the gallery.
-    good, images, _ = sort.decode_faces(records, progress=False)
-    position = {id(r): i for i, r in enumerate(records)}
-    ok = [position[id(r)] for r in good]
-    decoded = set(ok)
-    rest = [i for i in range(n) if i not in decoded]
-    if order == "similarity":
-        chain = sort.histogram_chain([sort.histogram(image) for image in images]) if images else []
-        return [ok[j] for j in chain] + rest, [None] * n
-    fn, descending = sort.SCORES[order]
-    scores = np.asarray([fn(image, r.meta) for image, r in zip(images, good)], np.float64)
-    idx = list(np.argsort(-scores if descending else scores, kind="stable"))
-    values: list[float | None] = [None] * n
-    for i, s in zip(ok, scores):
-        values[i] = float(s)
-    return [ok[int(j)] for j in idx] + rest, values
+    return order_faces(records, order)
 
 
 def _thumbnail(path: Path, meta: Any, landmarks: bool, mask: bool) -> np.ndarray:
@@ -116,36 +89,13 @@ def face_gallery(root: str, side: str = "src", order: str = "file", show_landmar
             "gallery_info": info, "page": _update(value=page, maximum=pages)}
 
 
-def _source_frame(project: Project, meta: Any) -> np.ndarray | None:
-    """The original frame an aligned face was cut from (None when it cannot be found)."""
-    from ..video import is_video_path, read_frame
-
-    # destination frames are on disk already
-    frame_file = project.frames_dir / f"{int(meta.frame_index):06d}.png"
-    try:
-        src_media = project.resolve_inside(meta.source_file) if meta.source_file else None
-    except ProjectError:
-        src_media = None
-    config = project.read_config()
-    if config.get("dst_media") == meta.source_file and frame_file.is_file():
-        return read_image(frame_file)
-    if src_media is None or not src_media.exists():
-        return read_image(frame_file) if frame_file.is_file() else None
-    if src_media.is_dir():
-        files = sorted(p for p in src_media.iterdir() if p.is_file() and not p.name.startswith("."))
-        idx = int(meta.frame_index)
-        return read_image(files[idx]) if 0 <= idx < len(files) and is_image_path(files[idx]) else None
-    if is_video_path(src_media):
-        return read_frame(src_media, int(meta.frame_index)).image
-    return read_image(src_media)
-
-
 @guarded
 def select_face(root: str, side: str, shown: Sequence[str] | None, selected: Sequence[str] | None,
                 index: int | None, show_crop: bool = True, show_landmarks: bool = True) -> dict[str, Any]:
     """A click on a gallery face: toggle its selection and show it on its original frame."""
     from .. import viz
     from ..align import crop_corners
+    from ..extract import source_frame
     from ..faceset import read_face_meta
     from ..pose import estimate_pitch_yaw_roll
 
@@ -159,7 +109,7 @@ def select_face(root: str, side: str, shown: Sequence[str] | None, selected: Seq
     chosen = [n for n in chosen if n != name] if name in chosen else chosen + [name]
     path = _child(project, project.aligned_dir(side), name)
     meta = read_face_meta(path)
-    frame = _source_frame(project, meta)
+    frame = source_frame(project, meta)
     view = None
     if frame is not None:
         view = viz.draw_box(frame, meta.box, label=f"score {meta.score:.2f}")
@@ -199,18 +149,11 @@ def trash_faces(root: str, side: str, selected: Sequence[str] | None, order: str
 def restore_trash(root: str, side: str, order: str = "file", show_landmarks: bool = False,
                   show_mask: bool = False, page: int = 1) -> dict[str, Any]:
     """Move every face of the side's trash folder back into the faceset."""
-    from ..faceset import list_face_files
+    from ..faceset import restore_from_trash
 
     project = _project(root)
     side = _check_side(side)
-    restored = skipped = 0
-    for path in list_face_files(project.trash_dir(side)):
-        target = project.aligned_dir(side) / path.name
-        if target.exists():
-            skipped += 1
-            continue
-        os.replace(path, target)
-        restored += 1
+    restored, skipped = restore_from_trash(project.trash_dir(side), project.aligned_dir(side))
     out = face_gallery(root, side, order, show_landmarks, show_mask, page, [])
     out.update(project_overview(root))
     out["status"] = f"Restored {restored} face(s) from the trash" + (f", {skipped} kept (name taken)" if skipped else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import WorkbenchError
+from ..errors import ExportError, WorkbenchError
 from ..project import Project, read_frame_index
 from .common import _child, _human_size, _progress, _project, _safe_file_name, _update, guarded
 from .tab_project import project_overview
@@ -47,7 +47,14 @@ def export_video_cb(root: str, name: str, run: str | None = None, label: bool = 
     """Encode the merged frames and show the video, its download and its provenance record."""
     project = _project(root)
     _progress(progress, 0.0, "encoding video")
-    path = export_project_video(project, name, run=run, label=label, overwrite=overwrite, crf=crf, progress=True)
+    try:
+        path = export_project_video(project, name, run=run, label=label, overwrite=overwrite, crf=crf,
+                                    progress=True)
+    except ExportError as exc:
+        if exc.message != "output file already exists":
+            raise
+        raise ExportError(exc.message, Path(str(exc.path)).name,
+                          "tick 'overwrite an existing file', or change the file name above") from exc
     out = _show_video(project, path)
     out.update(project_overview(root))
     size = _human_size(path.stat().st_size)

@@ -6,7 +6,6 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ from . import texts
 from .common import _mtime, _progress, _project, _run_dir, _update, guarded
 from .context import AppContext
 from .tab_project import project_overview
-from .tab_train import run_choices
 
 MERGE_PREVIEW_SETTINGS_EXCLUDED = ("face_type", "resolution")  # facts about the model, not choices
 
@@ -59,7 +57,9 @@ def _settings(values: Mapping[str, Any], predictor: Any | None = None) -> Any:
         clean[name] = value
     settings = MergeSettings().replace(**clean)
     if predictor is not None:
-        facts = {k: getattr(predictor, k) for k in ("resolution", "face_type") if getattr(predictor, k, None)}
+        from ..merge.settings import model_facts
+
+        facts = model_facts(predictor)
         settings = settings.replace(**facts)
     return settings
 
@@ -69,13 +69,16 @@ def _setting_values(settings: Any) -> dict[str, Any]:
 
 
 def merge_run_choices(root: str | None) -> list[str]:
-    """Runs that have a checkpoint, the most recently saved last."""
-    from ..train.runs import checkpoint_path
+    """Runs that have a checkpoint, the one :func:`~workbench.train.runs.latest_run` picks last."""
+    from ..train.runs import checkpoint_path, list_runs, run_activity
 
     if not root:
         return []
-    ckpts = [(checkpoint_path(Path(root) / "models" / name), name) for name in run_choices(root)]
-    return [name for path, name in sorted((c for c in ckpts if c[0].is_file()), key=lambda c: _mtime(c[0]))]
+    try:
+        runs = [r for r in list_runs(Project.open(root)) if checkpoint_path(r.run_dir).is_file()]
+    except WorkbenchError:
+        return []
+    return [r.name for r in sorted(runs, key=lambda r: (run_activity(r), r.name))]
 
 
 def _overrides_table(config: Any) -> list[list[Any]]:
@@ -172,6 +175,18 @@ def _merge_once(frame: np.ndarray, lms: list, predictions: list, motions: Any, s
                        rng=np.random.default_rng(index), segment=segment)
 
 
+FACE_ZOOM_PX = 320  # the zoomed face on the Merge tab is drawn at least this large
+
+
+def _face_box(lms: list, shape: tuple) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of a square around the frame's faces (0.9 face sizes each side of the centre)."""
+    pts = np.concatenate(lms)
+    cx, cy = pts.mean(axis=0)
+    half = 0.9 * float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1])))
+    h, w = shape[:2]
+    return (int(max(cx - half, 0)), int(max(cy - half, 0)), int(min(cx + half, w)), int(min(cy + half, h)))
+
+
 @guarded
 def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, settings: Mapping[str, Any]
                        ) -> dict[str, Any]:
@@ -197,7 +212,15 @@ def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, set
         info += f" · {n_over} saved override(s) cover this frame (press 'Load saved settings' to see them)"
     if not lms:
         info += " · no face in this frame: it is copied unchanged"
-    return {"merged": to_uint8(out), "mask": to_uint8(mask), "merge_info": info}
+    result = {"merged": to_uint8(out), "mask": to_uint8(mask), "merge_info": info}
+    if lms:  # the face itself, enlarged: the part of the frame every setting changes
+        from .. import viz
+
+        x0, y0, x1, y1 = _face_box(lms, out.shape)
+        result["merged_face"] = to_uint8(viz.fit_long_side(out[y0:y1, x0:x1], max(FACE_ZOOM_PX, x1 - x0)))
+    else:
+        result["merged_face"] = None
+    return result
 
 
 @guarded
@@ -212,12 +235,7 @@ def color_variants(ctx: AppContext, root: str, run: str, frame_pos: int, setting
     if not lms:
         raise MergeError(f"frame {entry.index} has no face", hint="move the frame slider to a frame with a face")
     names = [n for n in color_transfer_names() if include_masked or not n.endswith("-m")]
-    pts = np.concatenate(lms)
-    cx, cy = pts.mean(axis=0)
-    half = 0.9 * float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1])))
-    h, w = frame.shape[:2]
-    x0, x1 = int(max(cx - half, 0)), int(min(cx + half, w))
-    y0, y1 = int(max(cy - half, 0)), int(min(cy + half, h))
+    x0, y0, x1, y1 = _face_box(lms, frame.shape)
     cells, labels = [frame[y0:y1, x0:x1]], ["destination"]
     for name in names:
         out, _ = _merge_once(frame, lms, predictions, motions, s.replace(color_transfer=name), entry.index,

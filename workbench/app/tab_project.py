@@ -27,7 +27,6 @@ from .common import (
     guarded,
 )
 from .context import AppContext
-from .tab_train import state_text
 
 PROJECT_NAME_RE = RUN_NAME_RE
 
@@ -126,7 +125,7 @@ def overview_markdown(project: Project) -> str:
     except ProjectError:
         frames = 0
     runs = list_runs(project)
-    run_text = "<br>".join(f"`{r.name}`: {state_text(r)}, step {r.step}" for r in runs) or "—"
+    run_text = "<br>".join(f"`{r.name}`: {r.state_text()}, step {r.step}" for r in runs) or "—"
     merged = len([p for p in project.merged_dir.glob("*.png")]) if project.merged_dir.is_dir() else 0
     exports = sorted(project.output_dir.glob("*.mp4")) if project.output_dir.is_dir() else []
     export_text = "<br>".join(f"`{p.name}` ({_human_size(p.stat().st_size)})" for p in exports) or "—"
@@ -178,9 +177,21 @@ def _validate_media(path: Path) -> str:
                      "upload a video (mp4, mov, mkv, avi, webm) or a photo (jpg, png, webp)")
 
 
-@guarded
 def upload_media(ctx: AppContext, root: str, side: str, upload: str | None) -> dict[str, Any]:
-    """Check an uploaded file, copy it into ``media/<side>/`` and make it the side's media."""
+    """Check an uploaded file, copy it into ``media/<side>/`` and make it the side's media.
+
+    The upload box is emptied whether the file was taken or refused (a refused file must not look accepted).
+    """
+    return {**_upload_media(ctx, root, side, upload), "upload": None}
+
+
+def _user_facing(exc: WorkbenchError, name: str, control: str) -> WorkbenchError:
+    """The same error naming the user's file (not the server's upload cache path) and the control to use."""
+    return type(exc)(exc.message, name, f"{exc.hint + '; ' if exc.hint else ''}{control}")
+
+
+@guarded
+def _upload_media(ctx: AppContext, root: str, side: str, upload: str | None) -> dict[str, Any]:
     project = _project(root)
     side = _check_side(side)
     if not upload:
@@ -191,7 +202,11 @@ def upload_media(ctx: AppContext, root: str, side: str, upload: str | None) -> d
     if source.stat().st_size == 0:
         raise MediaError("the uploaded file is empty (0 bytes)", source.name)
     name = _safe_file_name(source.name)
-    description = _validate_media(source)
+    box = "Upload source" if side == "src" else "Upload destination"
+    try:
+        description = _validate_media(source)
+    except WorkbenchError as exc:
+        raise _user_facing(exc, source.name, f"drop another file on the '{box}' box") from exc
     target = _child(project, project.media_dir(side), name)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
@@ -203,7 +218,6 @@ def upload_media(ctx: AppContext, root: str, side: str, upload: str | None) -> d
     out = project_overview(root)
     out["status"] = (f"Added **{target.name}** as the {'source' if side == 'src' else 'destination'} "
                      f"({description}).{_stale_faces_note(project, side)}")
-    out["upload"] = None  # clear the upload box
     return out
 
 

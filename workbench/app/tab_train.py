@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -28,7 +27,6 @@ from .context import AppContext
 
 LATENT_CELL = 160  # the latent panel shows faces at least this large
 DEFAULT_RUN = "tiny"  # the run name offered when a project has none yet
-STARTING_GRACE_SECONDS = 60.0  # a trainer launched this long ago may still be starting (no lock yet)
 
 
 def option_fields() -> list[tuple[str, str, Any]]:
@@ -39,10 +37,10 @@ def option_fields() -> list[tuple[str, str, Any]]:
 
 
 def option_choices() -> dict[str, tuple[str, ...]]:
-    from ..train import options as o
+    """The training options limited to a list of names (``train.options.OPTION_CHOICES``)."""
+    from ..train.options import OPTION_CHOICES
 
-    return {"face_type": o.FACE_TYPES, "optimizer": o.OPTIMIZERS, "ct_mode": o.CT_MODES,
-            "precision": o.PRECISIONS}
+    return dict(OPTION_CHOICES)
 
 
 def run_choices(root: str | None) -> list[str]:
@@ -90,7 +88,7 @@ def run_options(root: str, run: str | None) -> dict[str, Any]:
 @guarded
 def attach_training(root: str | None) -> dict[str, Any]:
     """On page load: re-attach to the project's running trainer (or its most recent run)."""
-    from ..train import list_runs
+    from ..train import latest_run, list_runs
 
     if not root:
         return {"run": _update(choices=[], value=None)}
@@ -99,7 +97,7 @@ def attach_training(root: str | None) -> dict[str, Any]:
     if not runs:
         return {"run": _update(choices=choices, value=DEFAULT_RUN)}
     active = [r for r in runs if r.is_active]
-    pick = active[0] if active else max(runs, key=lambda r: r.updated or 0.0)
+    pick = active[0] if active else latest_run(root)
     out = run_options(root, pick.name)
     out["run"] = _update(choices=choices, value=pick.name)
     if active:
@@ -118,7 +116,7 @@ def start_training(root: str, run: str, options: Mapping[str, Any], max_steps: i
     if status.is_active:
         raise TrainingError(f"run '{run}' is already training (pid {status.pid})", run_dir,
                             "pause or stop it first, or start another run name")
-    if status.state == "starting" and status.started and time.time() - status.started < STARTING_GRACE_SECONDS:
+    if status.state_text() == "starting":  # launched moments ago, holds no lock yet
         raise TrainingError(f"run '{run}' is starting up (loading faces and the model)", run_dir,
                             "wait a few seconds: its step counter appears below")
     values = {k: v for k, v in options.items() if v is not None and v != ""}
@@ -138,8 +136,8 @@ def control_training(root: str, run: str, command: str) -> dict[str, Any]:
     project = _project(root)
     run_dir = _run_dir(project, run)
     status = read_status(run_dir)
-    if not status.is_active and state_text(status) != "starting":  # a starting trainer obeys commands on start
-        state = state_text(status)
+    if not status.is_active and status.state_text() != "starting":  # a starting trainer obeys commands on start
+        state = status.state_text()
         _toast("info", f"run '{run}' is not running ({state})")
         return {"status": f"Run **{run}** is not running ({state}); nothing sent."}
     send_command(run_dir, command)
@@ -148,55 +146,35 @@ def control_training(root: str, run: str, command: str) -> dict[str, Any]:
     return {"status": f"{verbs.get(command, command)} **{run}**…"}
 
 
-def metrics_frames(rows: list[dict]) -> tuple[Any, Any]:
-    import pandas as pd
-
-    loss_rows, eval_rows = [], []
-    for row in rows:
-        kind = row.get("kind")
-        step = row.get("step")
-        if step is None:
-            continue
-        if kind == "train":
-            for key, value in row.items():
-                if key.startswith("loss_") and key not in ("loss_total", "loss_grad_norm") \
-                        and isinstance(value, (int, float)) and np.isfinite(value):
-                    loss_rows.append({"step": int(step), "value": float(value), "series": key[5:]})
-        elif kind == "eval":
-            for key in ("ssim_src", "ssim_dst"):
-                if isinstance(row.get(key), (int, float)):
-                    eval_rows.append({"step": int(step), "value": float(row[key]), "series": key})
-    loss = pd.DataFrame(loss_rows, columns=["step", "value", "series"])
-    evals = pd.DataFrame(eval_rows, columns=["step", "value", "series"])
-    return loss, evals
+PLOT_SIZE = (520, 240)  # px of each metric plot in the page
 
 
-def state_text(status: Any) -> str:
-    """The run's state in words; a just-launched trainer that holds no lock yet is "starting", not crashed."""
-    if status.state == "starting" and not status.alive:
-        if status.started and time.time() - status.started < STARTING_GRACE_SECONDS:
-            return "starting"
-    return "crashed (process gone)" if status.stale else status.state
+def metrics_plots(rows: list[dict]) -> dict[str, Any]:
+    """The Train tab's three plots as images: training losses, held-out SSIM and held-out PSNR over steps.
+
+    Drawn by :func:`workbench.viz.series_plot` on a numeric step axis (a single point shows as a marker), from
+    :func:`workbench.train.runs.metric_series`, so the page and the notebooks plot the same numbers.
+    """
+    from .. import viz
+    from ..train.runs import metric_series
+
+    losses = {k: v for k, v in metric_series(rows, "train").items() if k != "total"}
+    evals = metric_series(rows, "eval")
+    ssim = {k: v for k, v in evals.items() if k.startswith("ssim_")}
+    psnr = {k: v for k, v in evals.items() if k.startswith("psnr_")}
+    return {
+        "loss_plot": to_uint8(viz.series_plot(losses, PLOT_SIZE, "training loss (mean of recent steps)",
+                                              ylabel="loss")),
+        "metrics_plot": to_uint8(viz.series_plot(ssim, PLOT_SIZE, "held-out SSIM (higher is better)",
+                                                 ylabel="SSIM")),
+        "psnr_plot": to_uint8(viz.series_plot(psnr, PLOT_SIZE, "held-out PSNR (higher is better)",
+                                              ylabel="dB")),
+    }
 
 
 def _status_markdown(status: Any) -> tuple[str, str]:
-    state = state_text(status)
     step = f"Step {status.step}" + (f" / {status.target_steps}" if status.target_steps else "")
-    parts = [f"**{status.name}**: {state}"]
-    if status.it_per_s:
-        parts.append(f"{status.it_per_s:.2f} it/s")
-    for key, value in status.losses.items():
-        if key in ("src", "dst") and isinstance(value, (int, float)):
-            parts.append(f"loss {key} {value:.4f}")
-    metrics = dict(status.metrics)
-    if "ssim_src" in metrics:
-        parts.append(f"held-out SSIM src {metrics.get('ssim_src', 0):.3f} / dst {metrics.get('ssim_dst', 0):.3f}")
-    if "psnr_src" in metrics:
-        parts.append(f"PSNR {metrics.get('psnr_src', 0):.1f} / {metrics.get('psnr_dst', 0):.1f} dB")
-    if status.eta_seconds:
-        parts.append(f"ETA {int(status.eta_seconds) // 60}:{int(status.eta_seconds) % 60:02d}")
-    if status.device:
-        parts.append(f"device {status.device}")
+    parts = [f"**{status.name}**: {status.state_text()}", *status.detail_parts()]
     if status.is_active and status.pid:
         parts.append(f"pid {status.pid}")
     text = " · ".join(parts)
@@ -222,7 +200,8 @@ def poll_training(root: str | None, run: str | None, seen: Mapping[str, Any] | N
     except WorkbenchError as exc:
         return {"train_status": "⚠️ " + error_text(exc)}
     out: dict[str, Any] = {}
-    if seen.get("run") != str(run_dir):
+    switched = seen.get("run") != str(run_dir)
+    if switched:  # another run (or a new name): nothing shown may belong to the previous one
         seen = {"run": str(run_dir)}
     status = read_status(run_dir)
     out["train_step"], out["train_status"] = _status_markdown(status)
@@ -232,14 +211,14 @@ def poll_training(root: str | None, run: str | None, seen: Mapping[str, Any] | N
         out["preview"] = str(preview)
         seen["preview"] = list(key)
         out["preview_info"] = f"Preview at step {status.preview_step if status.preview_step is not None else '?'}"
-    elif preview is None and seen.get("preview") is not None:
+    elif preview is None and (switched or seen.get("preview") is not None):
         out["preview"] = None
+        out["preview_info"] = "No preview yet for this run: it appears after the first training steps."
         seen["preview"] = None
     metrics_file = run_dir / METRICS_NAME
     mkey = _mtime(metrics_file), (metrics_file.stat().st_size if metrics_file.is_file() else 0)
     if list(mkey) != seen.get("metrics"):
-        loss, evals = metrics_frames(read_metrics(run_dir))
-        out["loss_plot"], out["metrics_plot"] = loss, evals
+        out.update(metrics_plots(read_metrics(run_dir)))
         seen["metrics"] = list(mkey)
     out["train_seen"] = seen
     return out

@@ -40,7 +40,6 @@ MAIN_OPTIONS = ("archi", "resolution", "face_type", "ae_dims", "e_dims", "d_dims
                 "optimizer", "lr", "preview_every", "metrics_every", "target_steps", "device")
 AUGMENT_OPTIONS = ("masked_training", "random_warp", "random_src_flip", "random_dst_flip", "ct_mode",
                    "uniform_yaw", "eyes_mouth_prio", "random_hsv_power", "lr_dropout", "gan_power")
-MERGE_CHOICE_FIELDS = ("mode", "mask_mode", "color_transfer", "sharpen_mode")
 
 Inputs = Mapping[str, Any]  # name -> component, or name -> {key: component} (passed to the callback as a dict)
 Outputs = Mapping[str, Any]  # output name -> component
@@ -112,19 +111,20 @@ def _option_component(name: str, kind: str, default: Any, help_text: str, choice
 
 
 def _setting_component(name: str, default: Any, help_text: str) -> Any:
-    from .. import merge
+    """A merge setting's control, generated from its field description (``merge.settings.SETTING_SPECS``)."""
+    from ..merge.settings import SETTING_SPECS
 
+    spec = SETTING_SPECS[name]
     label = name.replace("_", " ")
     eid = f"set-{name}"
-    if name in MERGE_CHOICE_FIELDS:
-        choices = {"mode": merge.MODES, "mask_mode": merge.MASK_MODES,
-                   "color_transfer": merge.color_transfer_names(), "sharpen_mode": merge.SHARPEN_MODES}[name]
+    if spec.choices is not None:
+        choices = spec.choices
         if name == "mask_mode":
             help_text += " (the xseg-* modes use the XSeg model trained in the Segment tab)"
         return gr.Dropdown(list(choices), value=default, label=label, info=help_text, elem_id=eid)
-    if isinstance(default, bool):
+    if spec.kind == "bool":
         return gr.Checkbox(value=default, label=label, info=help_text, elem_id=eid)
-    lo, hi = tab_merge.merge_int_range(name)
+    lo, hi = spec.range or (0, 100)
     if name == "super_resolution_power":
         return gr.Slider(lo, hi, value=0, step=1, label=label, interactive=False, elem_id=eid,
                          info=help_text + " Not available here: no face-enhancer model is installed.")
@@ -172,8 +172,10 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 gr.Markdown(texts.PROJECT, elem_classes=["learn"])
                 with gr.Row():
                     with gr.Column():
+                        # custom values: a just-created project is valid before the choices reach the page
                         project_list = gr.Dropdown(tab_project.list_projects(ctx), value=Path(root).name if root else None,
-                                                   label=f"Projects in {ctx.workspace}", elem_id="project-list")
+                                                   label=f"Projects in {ctx.workspace}", elem_id="project-list",
+                                                   allow_custom_value=True)
                         open_btn = gr.Button("Open project")
                     with gr.Column():
                         new_name = gr.Textbox(label="New project name", placeholder="myproject", elem_id="new-name")
@@ -185,11 +187,12 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     with gr.Column():
                         src_upload = gr.File(label="Upload source (the face you want to see): video or photo",
                                              file_types=["video", "image"], elem_id="src-upload", height=150)
-                        src_media = gr.Dropdown([], label="or pick source media already in the project")
+                        src_media = gr.Dropdown([], label="or pick source media already in the project", allow_custom_value=True)
                     with gr.Column():
                         dst_upload = gr.File(label="Upload destination (the video to change): video or photo",
                                              file_types=["video", "image"], elem_id="dst-upload", height=150)
-                        dst_media = gr.Dropdown([], label="or pick destination media already in the project")
+                        dst_media = gr.Dropdown([], label="or pick destination media already in the project",
+                                                allow_custom_value=True)
                 project_status = gr.Markdown(elem_id="project-status")
                 with gr.Row():
                     gr.Markdown("### What each stage has produced")
@@ -218,7 +221,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         ex_workers = gr.Number(2, precision=0, label="detection worker processes")
                     with gr.Row():
                         ex_reference = gr.Dropdown([], label="reference person (keep only faces like this photo)",
-                                                   allow_custom_value=False)
+                                                   allow_custom_value=True)
                         ex_threshold = gr.Slider(0.3, 0.9, value=0.6, step=0.05, label="identity threshold",
                                                  info="lower = stricter (dlib's usual 0.6)")
                         ref_upload = gr.File(label="upload a reference photo", file_types=["image"])
@@ -229,7 +232,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
 
                 gr.Markdown(texts.CURATE, elem_classes=["learn"])
                 with gr.Row():
-                    g_side = gr.Radio(["src", "dst"], value="src", label="faceset")
+                    g_side = gr.Radio(["src", "dst"], value="src", label="faceset", elem_id="gallery-side")
                     g_order = gr.Dropdown(list(tab_curate.GALLERY_ORDERS), value="file", label="order by",
                                           info="sorting scores from workbench.sort; nothing is renamed")
                     g_landmarks = gr.Checkbox(False, label="landmarks")
@@ -239,7 +242,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 gallery_info = gr.Markdown(elem_id="gallery-info")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        gallery = gr.Gallery(label="aligned faces (click to select)", columns=6, height=460,
+                        gallery = gr.Gallery(label="aligned faces (click to select)", columns=4, height=640,
                                              allow_preview=False, object_fit="contain", elem_id="face-gallery")
                     with gr.Column(scale=2):
                         frame_view = gr.Image(label="the selected face on its original frame", interactive=False,
@@ -247,8 +250,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         face_info = gr.Markdown()
                 shown_state = gr.State([])
                 with gr.Row():
-                    selected = gr.Dropdown([], value=[], multiselect=True, label="selected faces", scale=3,
-                                           elem_id="selected-faces")
+                    selected = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True,
+                                           label="selected faces", scale=3, elem_id="selected-faces")
                     trash_btn = gr.Button("Move selected to trash", variant="stop", scale=1)
                     restore_btn = gr.Button("Restore trash", scale=1)
                     ref_from_face_btn = gr.Button("Use selected face as reference", scale=1)
@@ -306,23 +309,25 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     live_status = gr.Markdown("No run selected.", elem_id="train-status")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        preview = gr.Image(label="preview (refreshes while training runs)", interactive=False,
-                                           elem_id="train-preview", format="png")
+                        # no label badge: it would cover the grid's column labels
+                        preview = gr.Image(label="preview (refreshes while training runs)", show_label=False,
+                                           interactive=False, elem_id="train-preview", format="png", height=520)
                         preview_info = gr.Markdown(elem_id="preview-info")
                         gr.Markdown(texts.PREVIEW, elem_classes=["learn"])
                     with gr.Column(scale=2):
-                        empty = tab_train.metrics_frames([])
-                        loss_plot = gr.LinePlot(empty[0], x="step", y="value", color="series", title="training loss", caption="mean of recent steps, logged every few steps",
-                                                height=230, elem_id="loss-plot")
-                        metrics_plot = gr.LinePlot(empty[1], x="step", y="value", color="series",
-                                                   title="held-out SSIM (higher is better)", height=230,
-                                                   elem_id="metrics-plot")
+                        empty = tab_train.metrics_plots([])
+                        loss_plot = gr.Image(empty["loss_plot"], label="training loss", interactive=False,
+                                             elem_id="loss-plot", format="png")
+                        metrics_plot = gr.Image(empty["metrics_plot"], label="held-out SSIM", interactive=False,
+                                                elem_id="metrics-plot", format="png")
+                        psnr_plot = gr.Image(empty["psnr_plot"], label="held-out PSNR", interactive=False,
+                                             elem_id="psnr-plot", format="png")
                 train_seen = gr.State({})
                 with gr.Accordion("Inside the model: latent space", open=False):
                     gr.Markdown(texts.LATENT, elem_classes=["learn"])
                     with gr.Row():
-                        face_a = gr.Dropdown([], label="face A", elem_id="face-a")
-                        face_b = gr.Dropdown([], label="face B", elem_id="face-b")
+                        face_a = gr.Dropdown([], label="face A", elem_id="face-a", allow_custom_value=True)
+                        face_b = gr.Dropdown([], label="face B", elem_id="face-b", allow_custom_value=True)
                         steps = gr.Slider(2, 12, value=6, step=1, label="interpolation steps")
                         decoder = gr.Radio(["src", "dst"], value="src", label="decoder")
                     with gr.Row():
@@ -334,13 +339,17 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
             with gr.Tab("4 · Merge", id="tab-merge") as merge_tab:
                 gr.Markdown(texts.MERGE, elem_classes=["learn"])
                 with gr.Row():
-                    merge_run = gr.Dropdown([], label="model (training run)", elem_id="merge-run")
+                    # lists refilled by callbacks accept any value: a value from the previous project or page state must not
+                    # raise a raw Gradio error; every callback checks the names it gets (plain names inside the project)
+                    merge_run = gr.Dropdown([], label="model (training run)", elem_id="merge-run", allow_custom_value=True)
                     frame = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="frame-slider")
                 merge_info = gr.Markdown(elem_id="merge-info")
                 with gr.Row():
                     with gr.Column(scale=3):
                         merged = gr.Image(label="merged frame", interactive=False, elem_id="merged-frame")
                     with gr.Column(scale=2):
+                        merged_face = gr.Image(label="the face, zoomed", interactive=False, elem_id="merged-face",
+                                               height=320)
                         mask = gr.Image(label="the mask used for blending", interactive=False, elem_id="merge-mask",
                                         image_mode="L")
                 setting_comps: dict[str, Any] = {}
@@ -356,7 +365,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     grid_btn = gr.Button("Show every colour transfer", elem_id="grid-btn")
                     load_btn = gr.Button("Load saved settings of this frame")
                     save_default_btn = gr.Button("Save as project default")
-                    merge_all_btn = gr.Button("Merge all frames", variant="primary", elem_id="merge-all-btn")
+                    merge_all_btn = gr.Button("Save these settings as default and merge all frames", variant="primary",
+                                              elem_id="merge-all-btn")
                 merge_status = gr.Markdown(elem_id="merge-status")
                 color_grid = gr.Image(label="the same frame under every colour transfer", interactive=False,
                                       elem_id="color-grid")
@@ -387,7 +397,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         video = gr.Video(label="exported video", interactive=False, elem_id="export-video")
                         download = gr.DownloadButton("Download the video", visible=False, elem_id="export-download")
                     with gr.Column(scale=2):
-                        exports = gr.Dropdown([], label="exported videos", elem_id="exports")
+                        exports = gr.Dropdown([], label="exported videos", elem_id="exports", allow_custom_value=True)
                         provenance = gr.JSON(label="provenance metadata (read back from the file)",
                                              elem_id="provenance")
 
@@ -442,8 +452,11 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         wire_run_as_job(_wire, extract_job_btn, extract_as_job, extract_inputs, extract_status)
         view_inputs = {**R, "side": g_side, "order": g_order, "show_landmarks": g_landmarks, "show_mask": g_mask,
                        "page": g_page}
-        _wire([g_side.input, g_order.input, g_landmarks.input, g_mask.input, g_page.submit, extract_tab.select],
+        _wire([g_order.input, g_landmarks.input, g_mask.input, g_page.submit, extract_tab.select],
               tab_curate.face_gallery, {**view_inputs, "selected": selected}, {"status": extract_status, **gallery_out},
+              trigger_mode="always_last")
+        # a selection belongs to one faceset: switching faceset clears it (src and dst files share names)
+        _wire(g_side.input, tab_curate.face_gallery, view_inputs, {"status": extract_status, **gallery_out},
               trigger_mode="always_last")
         _wire(gallery.select, tab_curate.select_face,
               {**R, "side": g_side, "shown": shown_state, "selected": selected, "show_crop": g_crop,
@@ -478,7 +491,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         _wire(timer.tick, tab_train.poll_training, {**R, "run": run, "seen": train_seen},
               {"train_step": train_step, "train_status": live_status, "preview": preview,
                "preview_info": preview_info, "loss_plot": loss_plot, "metrics_plot": metrics_plot,
-               "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
+               "psnr_plot": psnr_plot, "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
         _wire(train_tab.select, page.refresh_lists, R, {"face_a": face_a, "face_b": face_b, "run": run})
         _wire(recon_btn.click, partial(tab_train.latent_reconstruct, ctx), {**R, "run": run, "face": face_a},
               {"status": train_status, "latent_image": latent_image}, concurrency_id="model")
@@ -487,7 +500,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
               {"status": train_status, "latent_image": latent_image}, concurrency_id="model")
 
         # merge tab
-        merge_view_out = {"status": merge_status, "merged": merged, "mask": mask, "merge_info": merge_info}
+        merge_view_out = {"status": merge_status, "merged": merged, "merged_face": merged_face, "mask": mask,
+                          "merge_info": merge_info}
         merge_inputs = {**R, "run": merge_run, "frame_pos": frame, **settings_inputs}
         _wire(merge_tab.select, tab_merge.merge_refresh, {**R, "run": merge_run},
               {"merge_run": merge_run, "frame": frame, "merge_info": merge_info})

@@ -81,18 +81,18 @@ class _LeanPredictor:
     def batch(self, faces: np.ndarray):
         import torch
 
+        from workbench.tensors import to_images, to_tensor
+
         dec = self.model.decoder_dst
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            x = torch.from_numpy(np.ascontiguousarray(np.asarray(faces, np.float32).transpose(0, 3, 1, 2)))
+            x = to_tensor(faces)
             code = self.model.encode(x, "src")
             img, mask = self.model.decode(code, "src")
             m = code
             for up in dec.upscalems:
                 m = up(m)
             dst_mask = torch.sigmoid(dec.out_convm(m))
-        def to_np(t):
-            return t.float().clamp(0, 1).permute(0, 2, 3, 1).numpy()
-        return to_np(img), to_np(mask)[..., 0], to_np(dst_mask)[..., 0]
+        return to_images(img), to_images(mask)[..., 0], to_images(dst_mask)[..., 0]
 
     def __call__(self, face: np.ndarray):
         a, b, c = self.batch(face[None])

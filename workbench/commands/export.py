@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         metavar="TEXT",
         help="model description for the provenance record "
-        "(default: the newest run folder in PROJECT/models/)",
+        "(default: the model the merge recorded, else the latest run: workbench.train.runs.latest_run)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -10,34 +10,19 @@ from typing import Any
 from .. import CONSENT_RULE
 from ..errors import MergeError
 
-# flag -> MergeSettings field
-_SETTING_FLAGS: dict[str, str] = {
-    "mode": "mode",
-    "mask_mode": "mask_mode",
-    "color": "color_transfer",
-    "erode": "erode",
-    "blur": "blur",
-    "motion_blur": "motion_blur",
-    "face_scale": "output_face_scale",
-    "hist_threshold": "hist_match_threshold",
-    "masked_hist_match": "masked_hist_match",
-    "sharpen_mode": "sharpen_mode",
-    "blursharpen": "blursharpen_amount",
-    "denoise": "image_denoise_power",
-    "bicubic_degrade": "bicubic_degrade_power",
-    "color_degrade": "color_degrade_power",
-}
+# the settings the CLI does not offer: model facts (set from the predictor) and a model this CLI does not load
+_NOT_FLAGS = ("face_type", "resolution", "super_resolution_power")
 
 
-def _help(field: str) -> str:
-    """FIELD_HELP text made safe for argparse, which treats '%' as a format character."""
-    from ..merge import FIELD_HELP
+def _setting_specs() -> list:
+    """The merge settings' flags, generated from ``MergeSettings``' field descriptions."""
+    from ..merge.settings import SETTING_SPECS
 
-    return FIELD_HELP[field].replace("%", "%%")
+    return [spec for name, spec in SETTING_SPECS.items() if name not in _NOT_FLAGS]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..merge import MASK_MODES, MODES, SHARPEN_MODES
+    from ..options import add_arguments
 
     p = subparsers.add_parser(
         "merge", help="paste the trained swap into every destination frame",
@@ -46,28 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "below change the default. Already merged frames are skipped unless their settings changed. " + CONSENT_RULE,
     )
     p.add_argument("project", help="project folder")
-    p.add_argument("--run", help="training run under PROJECT/models (default: the most recently updated one)")
+    p.add_argument("--run", help="training run under PROJECT/models (default: the run with a model that was active last)")
     p.add_argument("--model", metavar="FILE.dfm",
                    help="merge with an exported DFM/ONNX file inside the project (ours or any following DeepFaceLab's "
                    "DFM contract) instead of a training run; runs in onnxruntime (CUDA when available)")
     p.add_argument("--morph", type=float, default=1.0,
                    help="with --model: morph_value for models that have it (1 = full swap, 0 = the dst face)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
-    p.add_argument("--mode", choices=MODES, help=_help("mode"))
-    p.add_argument("--mask-mode", choices=MASK_MODES, help=_help("mask_mode"))
-    p.add_argument("--color", help=_help("color_transfer"))
-    p.add_argument("--erode", type=int, help=_help("erode"))
-    p.add_argument("--blur", type=int, help=_help("blur"))
-    p.add_argument("--motion-blur", type=int, help=_help("motion_blur"))
-    p.add_argument("--face-scale", type=int, help=_help("output_face_scale"))
-    p.add_argument("--hist-threshold", type=int, help=_help("hist_match_threshold"))
-    p.add_argument("--masked-hist-match", action=argparse.BooleanOptionalAction, default=None,
-                   help=_help("masked_hist_match"))
-    p.add_argument("--sharpen-mode", choices=SHARPEN_MODES, help=_help("sharpen_mode"))
-    p.add_argument("--blursharpen", type=int, help=_help("blursharpen_amount"))
-    p.add_argument("--denoise", type=int, help=_help("image_denoise_power"))
-    p.add_argument("--bicubic-degrade", type=int, help=_help("bicubic_degrade_power"))
-    p.add_argument("--color-degrade", type=int, help=_help("color_degrade_power"))
+    add_arguments(p, _setting_specs(), dest_prefix="set_")
     p.add_argument("--smooth", type=float, help="temporal landmark smoothing strength 0..1 (0 = off)")
     p.add_argument("--flow-stabilize", type=float,
                    help="dense optical-flow stabilisation of the merged face 0..1 (0 = off; less flicker)")
@@ -82,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def find_run(models_dir: Path, name: str | None) -> Path:
-    """The run folder to merge with: ``name``, or the most recently updated run in ``models_dir``."""
-    from ..train.runs import run_folder
+    """The run folder to merge with: ``name``, or :func:`workbench.train.runs.latest_run` with a checkpoint."""
+    from ..train.runs import latest_run, run_folder
 
     if name:
         run_dir = run_folder(models_dir, name)  # a plain name, checked before anything is read or written
@@ -92,15 +63,11 @@ def find_run(models_dir: Path, name: str | None) -> Path:
             raise MergeError(f"no training run named '{name}'", run_dir,
                              f"available runs: {', '.join(known)}" if known else "train a model first: workbench train")
         return run_dir
-    runs = [d for d in models_dir.iterdir() if d.is_dir()] if models_dir.is_dir() else []
-    if not runs:
+    latest = latest_run(models_dir, require_checkpoint=True)
+    if latest is None:
         raise MergeError("no trained model in this project", models_dir,
                          f"train one first: workbench train {models_dir.parent}")
-
-    def updated(d: Path) -> float:
-        return max((f.stat().st_mtime for f in d.rglob("*") if f.is_file()), default=d.stat().st_mtime)
-
-    return max(runs, key=updated)
+    return latest.run_dir
 
 
 def load_predictor(run_dir: Path, device: str) -> Any:
@@ -117,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     project = Project.open(args.project)
     path = project.merge_settings_path
     config = MergeConfig.load(path) if path.is_file() else MergeConfig()
-    changes = {field: getattr(args, flag) for flag, field in _SETTING_FLAGS.items() if getattr(args, flag) is not None}
+    changes = {spec.name: getattr(args, f"set_{spec.name}") for spec in _setting_specs()
+               if getattr(args, f"set_{spec.name}") is not None}
     if changes:
         config = dataclasses.replace(config, default=config.default.replace(**changes))
     if args.smooth is not None:

@@ -76,11 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare-only", action="store_true",
                    help="only write the run's config.json and print the torchrun commands (multi-GPU, multi-node)")
     group = p.add_argument_group("training options (override the preset; see OPTION_HELP)")
+    from ..train.options import OPTION_CHOICES
+
     for f, help_text in _option_fields():
         flag = "--" + f.name.replace("_", "-")
         kind = {"int": int, "float": float, "bool": _bool, "str": str}[f.type]
-        metavar = "y|n" if f.type == "bool" else f.type.upper()
-        group.add_argument(flag, dest=f"opt_{f.name}", type=kind, default=None, metavar=metavar,
+        choices = OPTION_CHOICES.get(f.name)
+        metavar = "y|n" if f.type == "bool" else None if choices else f.type.upper()
+        group.add_argument(flag, dest=f"opt_{f.name}", type=kind, default=None, metavar=metavar, choices=choices,
                            help=help_text.replace("%", "%%"))  # argparse formats help with %
     p.set_defaults(func=run)
 
@@ -107,17 +110,17 @@ def _project_models(folder: str) -> Path:
 
 
 def _pick_run(models: Path, name: str | None) -> Path:
-    from ..train.runs import list_runs, run_folder
+    from ..train.runs import latest_run, run_folder
 
     if name:
         run_dir = run_folder(models, name)
         if not run_dir.is_dir():
             raise TrainingError(f"no run named '{name}'", models, "list runs with `workbench train-status PROJECT`")
         return run_dir
-    runs = list_runs(models)
-    if not runs:
+    latest = latest_run(models)
+    if latest is None:
         raise TrainingError("this project has no training runs yet", models, "start one with `workbench train PROJECT`")
-    return max(runs, key=lambda r: r.updated or 0).run_dir
+    return latest.run_dir
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,7 +36,6 @@ from .base import (
     DetectedFace,
     FaceEngine,
     Found,
-    SelectedFace,
     as_dlib_image,
     dlib_model_path,
     downscale_for_detection,
@@ -67,23 +66,21 @@ from .nms import nms
 from .pipeline import (
     DEFAULT_ENGINE,
     ENGINES,
-    SELECT_MODES,
     available_engines,
     detect_boxes,
     detect_faces,
     load_engine,
     resolve_engine,
-    select_faces,
 )
 from .yunet import YunetEngine, import_yuface
 
 __all__ = [
     "AutoEngine", "Box", "BoxCalibration", "CalibratedPredictor", "DEFAULT_ENGINE", "DetectedFace", "DlibCnnEngine",
     "DlibHogEngine", "ENGINES", "FA_BASE_URL", "FA_DETECTOR_FILES", "FAN_2D_FILE", "FaceAlignmentEngine",
-    "FaceEngine", "Found", "HaarEngine", "MtcnnEngine", "NUM_LANDMARKS", "ROTATION_ORDER", "SELECT_MODES",
-    "SelectedFace", "YunetEngine", "as_dlib_image", "available_engines", "detect_boxes", "detect_faces", "dlib_model_path",
+    "FaceEngine", "Found", "HaarEngine", "MtcnnEngine", "NUM_LANDMARKS", "ROTATION_ORDER",
+    "YunetEngine", "as_dlib_image", "available_engines", "detect_boxes", "detect_faces", "dlib_model_path",
     "downscale_for_detection", "face_alignment_checkpoint_dir", "face_alignment_missing_files",
     "fit_box_calibration", "fit_landmarks", "five_points", "haar_cascade_path", "import_dlib", "import_yuface", "load_engine", "nms",
-    "predict_landmarks", "resolve_engine", "rotate_by_angle", "rotate_image", "select_faces", "shape_predictor",
+    "predict_landmarks", "resolve_engine", "rotate_by_angle", "rotate_image", "shape_predictor",
     "unrotate_box", "unrotate_points", "validate_image",
 ]

@@ -81,14 +81,6 @@ class Found(NamedTuple):
     rotation: int = 0
 
 
-@dataclass(frozen=True)
-class SelectedFace:
-    """A face kept by :func:`select_faces`; ``distance`` is its embedding distance to the reference (or None)."""
-
-    face: DetectedFace
-    distance: float | None = None
-
-
 # --------------------------------------------------------------------------------------------- model files
 
 

@@ -44,7 +44,16 @@ from .face import (
     refine_mask,
     scale_about_centre,
 )
-from .project import STATE_FILE, MergeSummary, landmarks_by_frame, merge_project, merged_models, predict_many
+from .project import (
+    STATE_FILE,
+    FrameFaces,
+    MergeSummary,
+    frame_faces,
+    landmarks_by_frame,
+    merge_project,
+    merged_models,
+    predict_many,
+)
 from .settings import (
     FIELD_HELP,
     INT_RANGES,
@@ -73,11 +82,11 @@ __all__ = [
     "MASK_NOISE_FLOOR", "MASK_SUBRES_FACTOR", "MOTION_BLUR_MAX_KERNEL", "MOTION_REFERENCE_SIZE", "SHARPEN_KERNEL",
     "SUPER_RESOLUTION_FACTOR",
     "FIELD_HELP", "INT_RANGES", "LEARNED_MASK_MODES", "MASK_MODES", "MERGE_SCHEMA_VERSION", "MODES",
-    "SEGMENTATION_MASK_MODES", "SHARPEN_MODES", "STATE_FILE", "Enhancer", "FlickerMeter", "MergeConfig",
+    "SEGMENTATION_MASK_MODES", "SHARPEN_MODES", "STATE_FILE", "Enhancer", "FlickerMeter", "FrameFaces", "MergeConfig",
     "MergeSettings", "MergeSummary", "Prediction", "Predictor", "RangeOverride", "Segmenter", "adapt_to_predictor",
     "apply_color_transfer", "bicubic_degrade", "blursharpen", "color_transfer_names", "crop_for_model", "denoise",
-    "flicker_metric", "landmarks_by_frame", "linear_motion_blur", "merge_face", "merge_frame", "merge_project",
-    "merged_models",
+    "flicker_metric", "frame_faces", "landmarks_by_frame", "linear_motion_blur", "merge_face", "merge_frame",
+    "merge_project", "merged_models",
     "motion_blur_kernel_size", "motion_vectors", "predict_many", "reduce_colors", "refine_mask",
     "scale_about_centre", "seamless_mask", "smooth_landmark_tracks",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +94,27 @@ def landmarks_by_frame(records: Sequence[Any]) -> dict[int, list[np.ndarray]]:
         grouped.setdefault(int(rec.meta.frame_index), []).append(
             (int(rec.meta.face_index), np.asarray(rec.meta.source_landmarks, np.float32)))
     return {k: [lm for _, lm in sorted(v, key=lambda t: t[0])] for k, v in grouped.items()}
+
+
+@dataclass(frozen=True)
+class FrameFaces:
+    """A project's destination frames with their faces (what a merge of any frame needs besides the model)."""
+
+    entries: tuple  # FrameEntry, sorted by index
+    landmarks: Mapping[int, list]  # frame index -> [(68,2) frame landmarks, ...] in face order
+    motions: Mapping[int, Any]  # frame index -> (power, angle) | None (:func:`motion_vectors`)
+
+
+def frame_faces(project: Any) -> FrameFaces:
+    """Every destination frame of a project (``frames.json``), the frame landmarks of its aligned faces and its
+    face motion. Frames without a face have no landmarks entry; nothing is smoothed."""
+    from ..faceset import scan_faceset
+    from ..project import read_frame_index
+
+    entries = tuple(sorted(read_frame_index(project).frames, key=lambda e: e.index))
+    landmarks = landmarks_by_frame(scan_faceset(project.aligned_dir("dst")).faces)
+    motions = dict(zip([e.index for e in entries], motion_vectors([landmarks.get(e.index, []) for e in entries])))
+    return FrameFaces(entries, landmarks, motions)
 
 
 def _frame_faces(project: Any) -> tuple[dict[int, list[np.ndarray]], int]:

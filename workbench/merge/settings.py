@@ -16,6 +16,7 @@ import numpy as np
 from .. import align, color
 from ..errors import ConfigError
 from ..fileutil import atomic_write_json
+from ..options import option, option_specs
 
 # ----------------------------------------------------------------------------------------------------------
 # Names and constants (constants.md §9)
@@ -61,43 +62,7 @@ def color_transfer_names() -> tuple[str, ...]:
     return tuple(names)
 
 
-INT_RANGES: dict[str, tuple[int, int]] = {
-    "erode": (-400, 400),
-    "blur": (0, 400),
-    "motion_blur": (0, 100),
-    "output_face_scale": (-50, 50),
-    "hist_match_threshold": (0, 255),
-    "blursharpen_amount": (-100, 100),
-    "super_resolution_power": (0, 100),
-    "image_denoise_power": (0, 500),
-    "bicubic_degrade_power": (0, 100),
-    "color_degrade_power": (0, 100),
-    "resolution": (16, 1024),
-}
-
-FIELD_HELP: dict[str, str] = {
-    "mode": "How the face is put back: overlay (alpha blend), hist-match, seamless (Poisson clone), "
-    "seamless-hist-match, raw-rgb (whole predicted square), raw-predict (the aligned prediction) or original.",
-    "mask_mode": "Which mask cuts the face: full square, dst landmark hull, learned-prd (model's mask of the swap), "
-    "learned-dst (model's mask of the destination), their product (default) or sum; xseg-* need a segmenter.",
-    "erode": "Shrink (>0) or grow (<0) the mask, in pixels of the 4x-resolution mask (-400..400).",
-    "blur": "Feather the mask edge with a Gaussian of this size, in 4x-resolution pixels (0..400).",
-    "motion_blur": "Blur the face along its motion between the previous and next frame, % of the motion (0..100).",
-    "output_face_scale": "Resize the pasted face: the face square is scaled by 1/(1 + s/100), so positive values "
-    "paste a smaller face, negative a larger one (-50..50).",
-    "color_transfer": "Match the swapped face's colours to the destination face: rct (default), lct, mkl, idt, sot, "
-    "mix, hist_match, none; '-m' variants use masked images.",
-    "masked_hist_match": "Hist-match only inside the mask (pixels outside are set to white in both faces).",
-    "hist_match_threshold": "Limit the histogram-matching correction: 255 = full match, lower = weaker (0..255).",
-    "sharpen_mode": "Filter for a positive blur/sharpen amount: none, box or gaussian (3 px kernel).",
-    "blursharpen_amount": "Sharpen the face (>0, with sharpen_mode) or blur it by median blending (<0) (-100..100).",
-    "super_resolution_power": "Blend in a x4 face enhancer's output by this percent (0..100; needs an enhancer).",
-    "image_denoise_power": "Median-denoise the destination frame (background) to match a smooth face (0..500).",
-    "bicubic_degrade_power": "Soften the frame by bicubic down- and up-scaling, % strength (0..100).",
-    "color_degrade_power": "Blend in a 256-colour adaptive-palette version of the output, percent (0..100).",
-    "face_type": "Face type the model was trained on (crop extent): half, mid_full, full, whole_face, head.",
-    "resolution": "Model input resolution in pixels (the side of the face crop the model sees).",
-}
+_COLOR_TRANSFERS = color_transfer_names()
 
 
 def _check_int(name: str, value: Any) -> int:
@@ -130,23 +95,94 @@ class MergeSettings:
         ConfigError: a value is out of range or not a valid name (the message names the field and its range).
     """
 
-    mode: str = "overlay"
-    mask_mode: str = "learned-prd*learned-dst"
-    erode: int = 0
-    blur: int = 0
-    motion_blur: int = 0
-    output_face_scale: int = 0
-    color_transfer: str = "rct"
-    masked_hist_match: bool = True
-    hist_match_threshold: int = 238
-    sharpen_mode: str = "none"
-    blursharpen_amount: int = 0
-    super_resolution_power: int = 0
-    image_denoise_power: int = 0
-    bicubic_degrade_power: int = 0
-    color_degrade_power: int = 0
-    face_type: str = "full"
-    resolution: int = 128
+    mode: str = option(
+        "overlay",
+        'How the face is put back: overlay (alpha blend), hist-match, seamless (Poisson clone), seamless-'
+        'hist-match, raw-rgb (whole predicted square), raw-predict (the aligned prediction) or original.',
+        choices=MODES,
+    )
+    mask_mode: str = option(
+        "learned-prd*learned-dst",
+        "Which mask cuts the face: full square, dst landmark hull, learned-prd (model's mask of the swap), "
+        "learned-dst (model's mask of the destination), their product (default) or sum; xseg-* need a "
+        'segmenter.',
+        choices=MASK_MODES,
+    )
+    erode: int = option(
+        0,
+        'Shrink (>0) or grow (<0) the mask, in pixels of the 4x-resolution mask (-400..400).',
+        range=(-400, 400),
+    )
+    blur: int = option(
+        0,
+        'Feather the mask edge with a Gaussian of this size, in 4x-resolution pixels (0..400).',
+        range=(0, 400),
+    )
+    motion_blur: int = option(
+        0,
+        'Blur the face along its motion between the previous and next frame, % of the motion (0..100).',
+        range=(0, 100),
+    )
+    output_face_scale: int = option(
+        0,
+        'Resize the pasted face: the face square is scaled by 1/(1 + s/100), so positive values paste a '
+        'smaller face, negative a larger one (-50..50).',
+        range=(-50, 50), flag='face-scale',
+    )
+    color_transfer: str = option(
+        "rct",
+        "Match the swapped face's colours to the destination face: rct (default), lct, mkl, idt, sot, mix, "
+        "hist_match, none; '-m' variants use masked images.",
+        choices=_COLOR_TRANSFERS, flag='color',
+    )
+    masked_hist_match: bool = option(
+        True,
+        'Hist-match only inside the mask (pixels outside are set to white in both faces).',
+    )
+    hist_match_threshold: int = option(
+        238,
+        'Limit the histogram-matching correction: 255 = full match, lower = weaker (0..255).',
+        range=(0, 255), flag='hist-threshold',
+    )
+    sharpen_mode: str = option(
+        "none",
+        'Filter for a positive blur/sharpen amount: none, box or gaussian (3 px kernel).',
+        choices=SHARPEN_MODES,
+    )
+    blursharpen_amount: int = option(
+        0,
+        'Sharpen the face (>0, with sharpen_mode) or blur it by median blending (<0) (-100..100).',
+        range=(-100, 100), flag='blursharpen',
+    )
+    super_resolution_power: int = option(
+        0,
+        "Blend in a x4 face enhancer's output by this percent (0..100; needs an enhancer).",
+        range=(0, 100),
+    )
+    image_denoise_power: int = option(
+        0,
+        'Median-denoise the destination frame (background) to match a smooth face (0..500).',
+        range=(0, 500), flag='denoise',
+    )
+    bicubic_degrade_power: int = option(
+        0,
+        'Soften the frame by bicubic down- and up-scaling, % strength (0..100).',
+        range=(0, 100), flag='bicubic-degrade',
+    )
+    color_degrade_power: int = option(
+        0,
+        'Blend in a 256-colour adaptive-palette version of the output, percent (0..100).',
+        range=(0, 100), flag='color-degrade',
+    )
+    face_type: str = option(
+        "full",
+        'Face type the model was trained on (crop extent): half, mid_full, full, whole_face, head.',
+    )
+    resolution: int = option(
+        128,
+        'Model input resolution in pixels (the side of the face crop the model sees).',
+        range=(16, 1024),
+    )
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
@@ -195,6 +231,14 @@ class MergeSettings:
         """Short stable hash of the settings (used to re-merge frames whose settings changed)."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+SETTING_SPECS = option_specs(MergeSettings)
+"""The description of every merge setting (help, range, choices, CLI flag): the CLI, the app and the notebook
+widgets build their controls from it."""
+FIELD_HELP: dict[str, str] = {name: spec.help for name, spec in SETTING_SPECS.items()}
+INT_RANGES: dict[str, tuple[int, int]] = {name: spec.range for name, spec in SETTING_SPECS.items()  # type: ignore[misc]
+                                          if spec.kind == "int" and spec.range is not None}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -333,10 +377,18 @@ class MergeConfig:
                               "start from the defaults") from exc
 
 
+MODEL_FACTS = ("resolution", "face_type")  # settings that describe the model, not choices
+
+
+def model_facts(predict: Any) -> dict[str, Any]:
+    """The model's ``resolution`` and ``face_type`` from the predictor's attributes of those names (those it has)."""
+    return {k: getattr(predict, k) for k in MODEL_FACTS if getattr(predict, k, None) is not None}
+
+
 def adapt_to_predictor(config: MergeConfig, predict: Any) -> MergeConfig:
     """Set ``resolution`` and ``face_type`` from the predictor's attributes of those names, when it has them
     (they are facts about the model, not choices), in the default and in every override."""
-    facts = {k: getattr(predict, k) for k in ("resolution", "face_type") if getattr(predict, k, None) is not None}
+    facts = model_facts(predict)
     if not facts:
         return config
     overrides = tuple(RangeOverride(o.start, o.stop, {k: v for k, v in o.changes.items() if k not in facts})

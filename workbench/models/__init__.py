@@ -4,39 +4,33 @@
 Every model has the same interface: ``forward(warped_src, warped_dst) -> dict`` with ``src_src``, ``dst_dst``,
 ``src_dst`` (the swap) and their ``*_mask`` entries, plus ``encode``, ``swap_code``, ``decode``, ``swap``,
 ``bottleneck``, ``code_from_bottleneck``, ``reinit_inter`` and ``parameter_groups``.
+
+Importing this package does not import torch: :class:`ModelConfig` and ``FIELD_HELP`` are plain Python (the CLI
+and option forms read them); the modules and the registry load on first use of their names.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from importlib import import_module
+from typing import Any
 
-from workbench.errors import ConfigError
 from workbench.models.config import FIELD_HELP, ModelConfig
-from workbench.models.df import DF
-from workbench.models.discriminators import CodeDiscriminator, UNetPatchDiscriminator
-from workbench.models.liae import LIAE
 
-MODELS: dict[str, type[nn.Module]] = {"df": DF, "liae": LIAE}
-
-
-def build_model(config: ModelConfig) -> nn.Module:
-    """Instantiate the architecture named by ``config.archi`` (weights glorot-initialised, biases zero).
-
-    To build a big model without allocating memory (e.g. to count parameters), build it under
-    ``with torch.device("meta"):``.
-    """
-    try:
-        cls = MODELS[config.archi]
-    except KeyError:
-        raise ConfigError(
-            f"no model registered for archi {config.archi!r}", hint=f"use one of {sorted(MODELS)}"
-        ) from None
-    return cls(config)
+_LAZY = {
+    "DF": "workbench.models.df",
+    "LIAE": "workbench.models.liae",
+    "CodeDiscriminator": "workbench.models.discriminators",
+    "UNetPatchDiscriminator": "workbench.models.discriminators",
+    "MODELS": "workbench.models.registry",
+    "build_model": "workbench.models.registry",
+    "count_parameters": "workbench.models.registry",
+}
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of scalar parameters (conv/dense weights and biases)."""
-    return sum(p.numel() for p in model.parameters())
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'workbench.models' has no attribute {name!r}")
 
 
 __all__ = [

@@ -30,9 +30,9 @@ _EXPORTS = {
     "start": "runs", "TrainerHandle": "runs", "send_command": "runs", "read_status": "runs", "RunStatus": "runs",
     "read_metrics": "runs", "latest_preview": "runs", "preview_history": "runs", "list_runs": "runs",
     "read_run_config": "runs", "prepare_run": "runs", "trainer_pid": "runs", "wait_for_state": "runs",
-    "checkpoint_path": "runs", "COMMANDS": "runs",
+    "checkpoint_path": "runs", "COMMANDS": "runs", "latest_run": "runs", "run_activity": "runs",
     # training
-    "Trainer": "trainer", "Callback": "trainer", "TrainResult": "trainer", "resolve_device": "trainer",
+    "Trainer": "trainer", "Callback": "callback", "TrainResult": "callback", "resolve_device": "device",
     "train": "foreground", "RunDirWriter": "writer", "ProgressLine": "writer",
     # checkpoints
     "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "checkpoint_summary": "checkpoint",

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WorkbenchError
+from .callback import Callback, TrainResult
+from .device import DistContext
 from .runs import RunConfig, RunLock, prepare_run, read_run_config, write_status
-from .trainer import Callback, DistContext, Trainer, TrainResult
+from .trainer import Trainer
 from .writer import ProgressLine, RunDirWriter
 
 

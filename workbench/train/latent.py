@@ -22,6 +22,7 @@ import torch
 
 from ..errors import TrainingError
 from ..machine import describe_machine
+from ..tensors import to_images, to_tensor
 from .checkpoint import load_checkpoint
 
 
@@ -81,12 +82,12 @@ def _to_tensor(model: torch.nn.Module, faces: np.ndarray | Sequence[np.ndarray])
         interp = cv2.INTER_AREA if arr.shape[1] > res else cv2.INTER_CUBIC
         arr = np.stack([cv2.resize(a, (res, res), interpolation=interp) for a in arr])
     device = next(model.parameters()).device
-    return torch.from_numpy(np.clip(arr, 0, 1)).permute(0, 3, 1, 2).contiguous().to(device)
+    return to_tensor(np.clip(arr, 0, 1), device)
 
 
 def _to_image(t: torch.Tensor) -> np.ndarray:
     """(N,C,H,W) -> (N,H,W,C) float32 numpy (C=1 squeezed to HW)."""
-    out = t.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    out = to_images(t)
     return out[..., 0] if out.shape[-1] == 1 else out
 
 

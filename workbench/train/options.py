@@ -25,6 +25,9 @@ FACE_TYPES = ("half", "mid_full", "full", "whole_face", "head")
 OPTIMIZERS = ("adabelief", "adam", "rmsprop")
 CT_MODES = ("none", "rct", "lct", "mkl", "idt", "sot")
 PRECISIONS = ("fp32", "bf16", "fp16")
+OPTION_CHOICES: MappingProxyType = MappingProxyType({
+    "face_type": FACE_TYPES, "optimizer": OPTIMIZERS, "ct_mode": CT_MODES, "precision": PRECISIONS})
+"""The options limited to a fixed list of names: the CLI flags and the app's dropdowns are built from it."""
 
 # Options that define the network's shape: a checkpoint only loads into a model with the same values.
 MODEL_FIELDS = ("archi", "resolution", "face_type", "ae_dims", "e_dims", "d_dims", "d_mask_dims")

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..tensors import to_images
+
 COLUMNS = ("src", "src→src", "dst", "dst→dst", "src→dst")
 HEADER_PX = 14
 
@@ -48,15 +50,12 @@ def make_grid(images: dict[str, torch.Tensor], labels: bool = True) -> np.ndarra
 
     The masked half multiplies every image by its mask (DFL's "SAEHD masked" tab).
     """
-    def np_img(t: torch.Tensor) -> np.ndarray:
-        return t.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-
     cols = []
     for masked in (False, True):
         for name in COLUMNS:
-            img = np_img(images[name])
+            img = to_images(images[name])
             if masked:
-                img = img * np_img(images[f"{name}_mask"])
+                img = img * to_images(images[f"{name}_mask"])
             column = np.concatenate(list(img), axis=0)  # rows stacked vertically
             if labels:
                 column = np.concatenate([_label(column.shape[1], name + (" m" if masked else "")), column], 0)

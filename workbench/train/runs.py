@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -50,6 +51,7 @@ RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # start() hands its held run lock to the child trainer through this inherited file descriptor.
 LOCK_FD_ENV = "WORKBENCH_RUN_LOCK_FD"
 ACTIVE_STATES = frozenset({"starting", "running", "paused", "saving"})
+STARTING_GRACE_SECONDS = 60.0  # a trainer launched this long ago may still be starting (no lock yet)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,19 +203,46 @@ class RunStatus:
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES and self.alive
 
-    def summary(self) -> str:
-        """One human line, e.g. for a CLI or a Gradio label."""
-        if self.state == "corrupt":
-            return f"{self.name}: corrupt ({self.last_error})"
-        state = "crashed (process gone)" if self.stale else self.state
-        parts = [f"{self.name}: {state}", f"step {self.step}"]
-        if self.target_steps:
-            parts[-1] += f"/{self.target_steps}"
+    def state_text(self, alive: bool | None = None, now: float | None = None) -> str:
+        """The state in words for a person: a just-launched trainer that holds no lock yet (less than
+        :data:`STARTING_GRACE_SECONDS` ago) is "starting"; an active state with no live process is
+        "crashed (process gone)". ``alive`` overrides the lock check (e.g. a launcher's process handle)."""
+        if self.state == "corrupt":  # status.json could not be read: never shown as a fresh run
+            return f"corrupt ({self.last_error})" if self.last_error else "corrupt"
+        alive = self.alive if alive is None else alive
+        if self.state == "starting" and not alive and self.started:
+            if (time.time() if now is None else now) - self.started < STARTING_GRACE_SECONDS:
+                return "starting"
+        return "crashed (process gone)" if self.state in ACTIVE_STATES and not alive else self.state
+
+    def step_text(self) -> str:
+        """``step 120`` or ``step 120 / 500``."""
+        return f"step {self.step}" + (f" / {self.target_steps}" if self.target_steps else "")
+
+    def detail_parts(self) -> list[str]:
+        """The measured facts after the state, in display order (every front end shows the same ones): speed,
+        src/dst loss, held-out SSIM and PSNR, ETA, device."""
+        parts = []
         if self.it_per_s:
             parts.append(f"{self.it_per_s:.2f} it/s")
-        parts += [f"{k} {v:.4f}" for k, v in self.losses.items() if isinstance(v, (int, float))]
+        parts += [f"loss {k} {v:.4f}" for k, v in self.losses.items()
+                  if k in ("src", "dst") and isinstance(v, (int, float))]
+        metrics = dict(self.metrics)
+        if "ssim_src" in metrics:
+            parts.append(f"held-out SSIM src {metrics.get('ssim_src', 0):.3f} / dst {metrics.get('ssim_dst', 0):.3f}")
+        if "psnr_src" in metrics:
+            parts.append(f"PSNR {metrics.get('psnr_src', 0):.1f} / {metrics.get('psnr_dst', 0):.1f} dB")
         if self.eta_seconds:
             parts.append(f"ETA {_fmt_seconds(self.eta_seconds)}")
+        if self.device:
+            parts.append(f"device {self.device}")
+        return parts
+
+    def summary(self) -> str:
+        """One human line, e.g. for a CLI (the app and the notebook widgets show the same parts)."""
+        if self.state == "corrupt":
+            return f"{self.name}: {self.state_text()}"
+        parts = [f"{self.name}: {self.state_text()}", self.step_text(), *self.detail_parts()]
         if self.last_error:
             parts.append(f"error: {self.last_error.splitlines()[0]}")
         return ", ".join(parts)
@@ -229,6 +258,35 @@ def _fmt_seconds(seconds: float) -> str:
 def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
     """Replace ``status.json`` atomically (called by the trainer)."""
     atomic_write_json(Path(run_dir) / STATUS_NAME, {**status, "updated": time.time()})
+
+
+EVAL_SERIES = ("ssim_src", "ssim_dst", "psnr_src", "psnr_dst")
+
+
+def metric_series(rows: list[dict], kind: str = "train") -> dict[str, list[tuple[int, float]]]:
+    """``metrics.jsonl`` rows (:func:`read_metrics`) -> ``{series: [(step, value), ...]}``, the one parser of them.
+
+    ``kind="train"``: the training losses (``loss_src``, ``loss_dst``, ``loss_total``, ... named without the
+    ``loss_`` prefix; the gradient norm is not a loss); ``kind="eval"``: the held-out :data:`EVAL_SERIES`.
+    Rows without a step and non-finite values are skipped.
+    """
+    out: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        step = row.get("step")
+        if row.get("kind") != kind or step is None:
+            continue
+        for key, value in row.items():
+            if kind == "train":
+                if not key.startswith("loss_") or key == "loss_grad_norm":
+                    continue
+                name = key[5:]
+            elif key in EVAL_SERIES:
+                name = key
+            else:
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                out.setdefault(name, []).append((int(step), float(value)))
+    return out
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -296,6 +354,30 @@ def list_runs(project: Any) -> list[RunStatus]:
         return []
     runs = [p for p in sorted(models.iterdir()) if p.is_dir() and ((p / CONFIG_NAME).exists() or (p / STATUS_NAME).exists())]
     return [read_status(p) for p in runs]
+
+
+
+def run_activity(status: RunStatus) -> float:
+    """When a run last did something: the later of its status update and its checkpoint save (epoch seconds)."""
+    ckpt = checkpoint_path(status.run_dir)
+    saved = ckpt.stat().st_mtime if ckpt.is_file() else 0.0
+    return max(float(status.updated or 0.0), saved)
+
+
+def latest_run(project: Any, *, require_checkpoint: bool = False) -> RunStatus | None:
+    """The run a command uses when none is named (merge, export provenance, train-status/train-cmd, the app).
+
+    Rule: among the project's runs (:func:`list_runs`), the one with the most recent activity
+    (:func:`run_activity`: the later of its last status update and its last checkpoint save); ties go to the
+    name that sorts last. With ``require_checkpoint`` only runs that have a saved model count (what merging
+    and export provenance need). None when no run qualifies.
+    """
+    runs = list_runs(project)
+    if require_checkpoint:
+        runs = [r for r in runs if checkpoint_path(r.run_dir).is_file()]
+    if not runs:
+        return None
+    return max(runs, key=lambda r: (run_activity(r), r.name))
 
 
 # ----------------------------------------------------------------------------------------------

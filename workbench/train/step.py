@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import losses as L
-from ..augment import AugmentOptions, augment_batch, downscale_for_progressive
+from ..augment import AugmentOptions, augment_batch
 from .data import SideBatch
 
 
@@ -68,6 +69,28 @@ def augment_side(batch: SideBatch, aug: AugmentOptions, generator: torch.Generat
     if channels_last:
         warped = warped.contiguous(memory_format=torch.channels_last)
     return SideTensors(warped, target, mask, em)
+
+
+def downscale_for_progressive(images: torch.Tensor, effective_res: int) -> torch.Tensor:
+    """Blur a batch to an effective resolution for coarse-to-fine training (area down, bilinear up).
+
+    Args:
+        images: ``(B, C, H, W)``.
+        effective_res: target width in pixels (height scaled to keep the aspect); ``>= W`` returns a copy.
+
+    Returns:
+        ``(B, C, H, W)`` with detail above ``effective_res`` removed.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    if effective_res < 1:
+        raise ValueError(f"effective_res must be >= 1, got {effective_res}")
+    h, w = images.shape[-2:]
+    if effective_res >= w:
+        return images.clone()
+    small_h = max(1, round(h * effective_res / w))
+    small = F.interpolate(images, size=(small_h, effective_res), mode="area")
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def progressive_resolution(step: int, resolution: int, stage_steps: int) -> int:

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,9 @@ from ..errors import TrainingError
 from ..losses import psnr_metric, ssim_metric
 from ..optim import AdaBelief, RMSprop, lr_cos_factor, warmup_factor
 from . import checkpoint as ck
+from .callback import Callback, TrainResult
 from .data import TrainData, gather
+from .device import DistContext, resolve_device
 from .options import TrainOptions
 from .preview import make_grid, predict_preview, preview_rows
 from .runs import backups_dir, checkpoint_path
@@ -53,91 +53,9 @@ from .step import (
     generator_losses,
     progressive_resolution,
 )
+from .tuning import CpuThreadTuner
 
 LOG_EVERY = 10  # steps between "train" rows in metrics.jsonl
-
-
-class Callback:
-    """Hooks called by :meth:`Trainer.run` (all optional). ``trainer`` exposes step, losses, model, ..."""
-
-    def on_start(self, trainer: Trainer) -> None: ...
-    def on_step_end(self, trainer: Trainer, losses: dict[str, float]) -> None: ...
-    def on_idle(self, trainer: Trainer) -> None: ...  # called about 5x/s while paused
-    def on_preview(self, trainer: Trainer, grid: np.ndarray) -> None: ...
-    def on_metrics(self, trainer: Trainer, row: dict[str, Any]) -> None: ...
-    def on_save(self, trainer: Trainer, path: Path | None) -> None: ...
-    def on_event(self, trainer: Trainer, event: dict[str, Any]) -> None: ...
-    def on_end(self, trainer: Trainer, state: str, error: BaseException | None) -> None: ...
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """How a :meth:`Trainer.run` call ended."""
-
-    state: str  # stopped | finished | error
-    step: int
-    steps_run: int
-    seconds: float
-    losses: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:LOCAL_RANK when CUDA is available, else mps, else cpu; checks an explicit device exists."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError(f"device {name} was asked for but CUDA is not available here",
-                                hint="use --device cpu (or auto)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TrainingError("device mps was asked for but is not available", hint="use --device cpu (or auto)")
-    return device
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """This process's place in a torch.distributed job (world 1 when not launched by torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, device_name: str = "auto") -> DistContext:
-        """Read RANK/WORLD_SIZE/LOCAL_RANK (set by torchrun) and join the process group if needed.
-
-        Backend: NCCL when training on CUDA, gloo otherwise (so the same code path runs on CPU).
-        """
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if not dist.is_initialized():
-            use_cuda = torch.cuda.is_available() and (device_name == "auto" or device_name.startswith("cuda"))
-            backend = "nccl" if use_cuda else "gloo"
-            if backend == "nccl":
-                torch.cuda.set_device(local_rank % torch.cuda.device_count())
-            import datetime
-
-            # generous timeout: a paused run keeps its ranks waiting in a collective
-            dist.init_process_group(backend, timeout=datetime.timedelta(hours=12))
-        return cls(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
 
 
 def _numpy_global_state() -> list:
@@ -148,59 +66,6 @@ def _numpy_global_state() -> list:
 def _numpy_global_restore(state: list) -> None:
     name, keys, pos, has_gauss, cached = state
     np.random.set_state((name, np.asarray(keys.cpu().numpy(), np.uint32), pos, has_gauss, cached))
-
-
-class CpuThreadTuner(Callback):
-    """``cpu_threads=0`` on CPU: time a few steps with 1 thread and with all threads, keep the faster, re-check.
-
-    On a busy machine (other processes on the cores) OpenMP threads wait for each other at every
-    convolution, and one thread can be several times faster than two; on an idle machine all cores win.
-    Measured here on a shared 2-core VM: tiny preset 5.3 it/s on 1 thread vs 0.6 it/s on 2 under load.
-    """
-
-    def __init__(self, max_threads: int, trial_steps: int = 4, retune_seconds: float = 120.0):
-        self.candidates = sorted({1, max_threads} | ({max_threads // 2} if max_threads >= 4 else set()))
-        self.trial_steps = trial_steps
-        self.retune_seconds = retune_seconds
-        self.times: dict[int, float] = {}
-        self.chosen: int | None = None
-        self._trial: list[int] = []
-        self._samples: list[float] = []
-        self._last: float | None = None
-        self._chosen_at = 0.0
-
-    def _start_trial(self) -> None:
-        self._trial = list(self.candidates)
-        self._samples = []
-        torch.set_num_threads(self._trial[0])
-        self._last = None
-
-    def on_start(self, trainer: Trainer) -> None:
-        self._start_trial()
-
-    def on_step_end(self, trainer: Trainer, losses: dict[str, float]) -> None:
-        now = time.monotonic()
-        last, self._last = self._last, now
-        if last is None:
-            return  # the first step after a switch also pays for the switch: not timed
-        if not self._trial:
-            if now - self._chosen_at > self.retune_seconds:
-                self._start_trial()
-            return
-        self._samples.append(now - last)
-        if len(self._samples) < self.trial_steps:
-            return
-        self.times[self._trial.pop(0)] = float(np.median(self._samples))
-        self._samples = []
-        self._last = None
-        if self._trial:
-            torch.set_num_threads(self._trial[0])
-            return
-        self.chosen = min(self.times, key=self.times.get)
-        torch.set_num_threads(self.chosen)
-        self._chosen_at = now
-        trainer._event({"kind": "cpu_threads", "step": trainer.step, "threads": self.chosen,
-                        "seconds_per_step": {str(k): round(v, 4) for k, v in self.times.items()}})
 
 
 class Trainer:
@@ -289,6 +154,7 @@ class Trainer:
         self.last_save_step: int | None = None
         self.last_save_time: float | None = None
         self._stop = self._save_req = self._preview_req = self.paused = False
+        self._preview_step: int | None = None  # the step of the last preview grid drawn
         self.state = "starting"
         self.notes: list[str] = []
         banks = (self.data.src,) if self.data.dst is self.data.src else (self.data.src, self.data.dst)
@@ -673,6 +539,12 @@ class Trainer:
     # previews and metrics (no randomness: they never change what training draws)
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
+    def _emit_preview(self) -> None:
+        grid = self.preview()
+        self._preview_step = self.step
+        for cb in self.callbacks:
+            cb.on_preview(self, grid)
+
     def preview(self) -> np.ndarray:
         """The current preview grid (H, W, 3) float32 on the fixed preview faces."""
         src_idx, dst_idx = self._preview_idx
@@ -786,9 +658,7 @@ class Trainer:
                         cb.on_metrics(self, row)
                 if self.dist.is_main and (self._preview_req or (o.preview_every and self.step % o.preview_every == 0)):
                     self._preview_req = False
-                    grid = self.preview()
-                    for cb in self.callbacks:
-                        cb.on_preview(self, grid)
+                    self._emit_preview()
                 if self.dist.is_main and o.metrics_every and self.step % o.metrics_every == 0:
                     row = {"kind": "eval", "step": self.step, "time": time.time(), **self.evaluate()}
                     self.last_metrics = row
@@ -802,6 +672,8 @@ class Trainer:
                     self.save()
                     last_save = time.monotonic()
             self.check_ranks_in_sync()
+            if self.dist.is_main and o.preview_every and self.step > start_step and self._preview_step != self.step:
+                self._emit_preview()  # the preview shown after a stop is the final model's, not an older step's
             if self.last_save_step != self.step:
                 self.save()
         except KeyboardInterrupt as exc:  # Ctrl-C in the foreground: save and stop cleanly

@@ -18,8 +18,9 @@ import torch
 
 from ..fileutil import append_jsonl
 from ..images import write_image
+from .callback import Callback
 from .runs import METRICS_NAME, PREVIEWS_DIR, STATUS_NAME, _read_json, take_commands, write_status
-from .trainer import Callback, Trainer
+from .trainer import Trainer
 
 
 class RunDirWriter(Callback):
