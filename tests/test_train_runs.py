@@ -10,7 +10,7 @@ import time
 import pytest
 from train_fixtures import fast_options, make_faceset
 
-from workbench.errors import TrainingError
+from workbench.errors import ConfigError, TrainingError
 from workbench.train import (
     COMMANDS,
     latest_preview,
@@ -140,4 +140,5 @@ def test_latest_run_is_the_most_recent_activity_and_every_front_end_uses_it(tmp_
     assert find_run(models, None).name == "old"
     assert describe_model(Project.open(project.root)).startswith("workbench run 'old' (archi=df, resolution=64)")
     assert describe_model(project, "fresh").startswith("workbench run 'fresh'")
-    assert describe_model(project, "../p") == "face-swap model (unrecorded)"
+    with pytest.raises(ConfigError, match="plain folder name"):  # a hostile run name is refused, never looked up
+        describe_model(project, "../p")

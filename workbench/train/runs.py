@@ -352,9 +352,9 @@ def list_runs(project: Any) -> list[RunStatus]:
         models = models / "models"
     if not models.is_dir():
         return []
-    runs = [p for p in sorted(models.iterdir()) if p.is_dir() and ((p / CONFIG_NAME).exists() or (p / STATUS_NAME).exists())]
+    runs = [p for p in sorted(models.iterdir())
+            if p.is_dir() and any(f.exists() for f in (p / CONFIG_NAME, p / STATUS_NAME, checkpoint_path(p)))]
     return [read_status(p) for p in runs]
-
 
 
 def run_activity(status: RunStatus) -> float:
