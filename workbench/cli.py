@@ -15,7 +15,7 @@ from . import CONSENT_RULE, __version__
 from .errors import WorkbenchError
 
 # Explicit list (no plugin discovery): the order is the order of `workbench --help`.
-COMMAND_MODULES = ("new", "extract", "sort", "train", "merge", "export", "demo", "app")
+COMMAND_MODULES = ("new", "extract", "sort", "train", "merge", "export", "demo", "app", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

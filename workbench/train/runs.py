@@ -177,6 +177,8 @@ class RunStatus:
         if self.it_per_s:
             parts.append(f"{self.it_per_s:.2f} it/s")
         parts += [f"{k} {v:.4f}" for k, v in self.losses.items() if isinstance(v, (int, float))]
+        if isinstance(self.metrics.get("id_closer_to_src"), (int, float)):
+            parts.append(f"looks like the source {self.metrics['id_closer_to_src']:.2f}")
         if self.eta_seconds:
             parts.append(f"ETA {_fmt_seconds(self.eta_seconds)}")
         if self.last_error:
