@@ -91,14 +91,14 @@ def small_project(tmp_path_factory, data_file) -> Path:
 
 @pytest.fixture(scope="session")
 def ctx(small_project):
-    from workbench.app.callbacks import AppContext
+    from workbench.app.context import AppContext
 
     return AppContext(small_project.parent, max_upload_mb=5)
 
 
 @pytest.fixture
 def empty_workspace(tmp_path):
-    from workbench.app.callbacks import AppContext
+    from workbench.app.context import AppContext
 
     return AppContext(tmp_path, max_upload_mb=5)
 
@@ -111,38 +111,38 @@ def is_warning(out: dict) -> bool:
 
 
 def test_overview_counts_every_stage(small_project):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_project, texts
 
-    out = cb.project_overview(str(small_project))
+    out = tab_project.project_overview(str(small_project))
     table = out["overview"]
     assert f"source {CLIP_FRAMES} (trash 0)" in table and f"destination {CLIP_FRAMES} (trash 0)" in table
     assert f"| destination frames | {CLIP_FRAMES} |" in table
     assert f"`{RUN}`: stopped" in table
     assert out["src_media"]["value"] == "media/src/d18.mp4"
-    assert cb.project_overview("")["overview"] == cb.texts.NO_PROJECT
+    assert tab_project.project_overview("")["overview"] == texts.NO_PROJECT
 
 
 def test_create_and_open_projects_stay_inside_the_workspace(empty_workspace, tmp_path):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_project
 
     for bad in ("../evil", "/etc", "a/b", "", ".hidden"):
-        out = cb.create_project(empty_workspace, bad)
+        out = tab_project.create_project(empty_workspace, bad)
         assert is_warning(out), bad
     assert not (tmp_path.parent / "evil").exists()
-    out = cb.create_project(empty_workspace, "p2", "full", 128)
+    out = tab_project.create_project(empty_workspace, "p2", "full", 128)
     assert out["root"] == str((tmp_path / "p2").resolve())
     assert (tmp_path / "p2" / "workbench.json").is_file()
     assert str((tmp_path / "p2").resolve()) in empty_workspace.served_roots
-    assert is_warning(cb.create_project(empty_workspace, "p2"))  # exists already
-    assert cb.list_projects(empty_workspace) == ["p2"]
-    assert cb.open_project(empty_workspace, "p2")["root"] == out["root"]
-    assert "not a workbench project" in cb.open_project(empty_workspace, "nope")["status"]
+    assert is_warning(tab_project.create_project(empty_workspace, "p2"))  # exists already
+    assert tab_project.list_projects(empty_workspace) == ["p2"]
+    assert tab_project.open_project(empty_workspace, "p2")["root"] == out["root"]
+    assert "not a workbench project" in tab_project.open_project(empty_workspace, "nope")["status"]
 
 
 def test_uploads_are_checked_and_copied_into_the_project(empty_workspace, tmp_path, data_file):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_project
 
-    root = cb.create_project(empty_workspace, "up")["root"]
+    root = tab_project.create_project(empty_workspace, "up")["root"]
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     text = uploads / "notes.txt"
@@ -152,41 +152,41 @@ def test_uploads_are_checked_and_copied_into_the_project(empty_workspace, tmp_pa
     empty = uploads / "empty.mp4"
     empty.write_bytes(b"")
     for bad in (text, corrupt, empty):
-        out = cb.upload_media(empty_workspace, root, "src", str(bad))
+        out = tab_project.upload_media(empty_workspace, root, "src", str(bad))
         assert is_warning(out), bad
     assert not any((Path(root) / "media" / "src").iterdir())
     assert "src_media" not in json.loads((Path(root) / "workbench.json").read_text())
     # too large for the 5 MB limit of the fixture context
     big = uploads / "big.jpg"
     big.write_bytes(b"\xff" * (6 * 1024 * 1024))
-    assert "upload limit" in cb.upload_media(empty_workspace, root, "src", str(big))["status"]
+    assert "upload limit" in tab_project.upload_media(empty_workspace, root, "src", str(big))["status"]
     # a real photo with a hostile name is accepted, renamed and copied into media/src
     photo = uploads / "my photo;rm -rf.jpg"
     shutil.copyfile(data_file("stills/lp_d18_person/d19.jpg"), photo)
-    out = cb.upload_media(empty_workspace, root, "src", str(photo))
+    out = tab_project.upload_media(empty_workspace, root, "src", str(photo))
     assert not is_warning(out), out["status"]
     stored = list((Path(root) / "media" / "src").iterdir())
     assert [p.name for p in stored] == ["my_photo_rm_-rf.jpg"]
     assert json.loads((Path(root) / "workbench.json").read_text())["src_media"] == "media/src/my_photo_rm_-rf.jpg"
     # picking media outside media/<side> is refused
-    assert is_warning(cb.pick_media(root, "dst", "../../etc/passwd"))
-    assert is_warning(cb.pick_media(root, "dst", "media/src/my_photo_rm_-rf.jpg"))
+    assert is_warning(tab_project.pick_media(root, "dst", "../../etc/passwd"))
+    assert is_warning(tab_project.pick_media(root, "dst", "media/src/my_photo_rm_-rf.jpg"))
 
 
 def test_callbacks_without_a_project_show_a_message():
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_extract, tab_merge, tab_train
 
-    assert "no project is open" in cb.run_extraction("", "both")["status"]
-    assert cb.poll_training("", None, {})["train_status"] == "No run selected."
-    assert "no project is open" in cb.merge_all(None, "", "tiny", {})["status"]
+    assert "no project is open" in tab_extract.run_extraction("", "both")["status"]
+    assert tab_train.poll_training("", None, {})["train_status"] == "No run selected."
+    assert "no project is open" in tab_merge.merge_all(None, "", "tiny", {})["status"]
 
 
 def test_extraction_of_a_video_without_faces_is_reported(empty_workspace, tmp_path):
     import av
 
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_extract, tab_project
 
-    root = cb.create_project(empty_workspace, "nofaces", "whole_face", 128)["root"]
+    root = tab_project.create_project(empty_workspace, "nofaces", "whole_face", 128)["root"]
     clip = tmp_path / "grey.mp4"
     with av.open(str(clip), "w") as out:
         stream = out.add_stream("libx264", rate=10)
@@ -197,46 +197,46 @@ def test_extraction_of_a_video_without_faces_is_reported(empty_workspace, tmp_pa
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    assert not is_warning(cb.upload_media(empty_workspace, root, "dst", str(clip)))
-    out = cb.run_extraction(root, "dst", face_size=128, workers=0)
+    assert not is_warning(tab_project.upload_media(empty_workspace, root, "dst", str(clip)))
+    out = tab_extract.run_extraction(root, "dst", face_size=128, workers=0)
     assert "No face was found" in out["status"]
     assert "0 faces written from 4 frames" in out["status"]
-    assert "has no src media" in cb.run_extraction(root, "src", face_size=128, workers=0)["status"]
+    assert "has no src media" in tab_extract.run_extraction(root, "src", face_size=128, workers=0)["status"]
 
 
 # ---------------------------------------------------------------------------------------------- extract tab
 
 
 def test_gallery_orders_overlays_selection_and_trash(small_project):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_curate
 
     root = str(small_project)
-    plain = cb.face_gallery(root, "src")
+    plain = tab_curate.face_gallery(root, "src")
     assert len(plain["gallery"]) == CLIP_FRAMES and isinstance(plain["gallery"][0][0], str)
     assert plain["gallery_info"].startswith(f"{CLIP_FRAMES} source faces")
-    drawn = cb.face_gallery(root, "src", "blur", show_landmarks=True, show_mask=True)
+    drawn = tab_curate.face_gallery(root, "src", "blur", show_landmarks=True, show_mask=True)
     image, caption = drawn["gallery"][0]
-    assert image.shape == (cb.THUMB, cb.THUMB, 3) and image.dtype == np.uint8 and " · " in caption
-    for order in cb.GALLERY_ORDERS:
-        out = cb.face_gallery(root, "dst", order)
+    assert image.shape == (tab_curate.THUMB, tab_curate.THUMB, 3) and image.dtype == np.uint8 and " · " in caption
+    for order in tab_curate.GALLERY_ORDERS:
+        out = tab_curate.face_gallery(root, "dst", order)
         assert len(out["shown"]) == CLIP_FRAMES, order
 
     shown = plain["shown"]
-    out = cb.select_face(root, "src", shown, [], 3, show_crop=True)
+    out = tab_curate.select_face(root, "src", shown, [], 3, show_crop=True)
     assert out["selected"]["value"] == [shown[3]]
     assert out["frame_view"].shape == (480, 480, 3)  # the source video frame with box, landmarks, crop square
     assert "yaw" in out["face_info"]
-    out = cb.select_face(root, "src", shown, [shown[3], shown[5]], 3)
+    out = tab_curate.select_face(root, "src", shown, [shown[3], shown[5]], 3)
     assert out["selected"]["value"] == [shown[5]]  # a second click deselects
-    dst_view = cb.select_face(root, "dst", cb.face_gallery(root, "dst")["shown"], [], 0)["frame_view"]
+    dst_view = tab_curate.select_face(root, "dst", tab_curate.face_gallery(root, "dst")["shown"], [], 0)["frame_view"]
     assert dst_view.shape == (480, 480, 3)
 
-    out = cb.trash_faces(root, "src", [shown[0], shown[1]])
+    out = tab_curate.trash_faces(root, "src", [shown[0], shown[1]])
     assert "Moved 2 face(s)" in out["status"] and len(out["shown"]) == CLIP_FRAMES - 2
     assert sorted(p.name for p in (small_project / "aligned" / "src_trash").iterdir()) == sorted(shown[:2])
-    assert is_warning(cb.trash_faces(root, "src", ["../../workbench.json"]))
-    assert is_warning(cb.trash_faces(root, "src", []))
-    out = cb.restore_trash(root, "src")
+    assert is_warning(tab_curate.trash_faces(root, "src", ["../../workbench.json"]))
+    assert is_warning(tab_curate.trash_faces(root, "src", []))
+    out = tab_curate.restore_trash(root, "src")
     assert "Restored 2 face(s)" in out["status"] and len(out["shown"]) == CLIP_FRAMES
 
 
@@ -244,33 +244,33 @@ def test_gallery_orders_overlays_selection_and_trash(small_project):
 
 
 def test_poll_training_reads_the_run_folder_and_only_sends_changes(small_project):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_train
 
     root = str(small_project)
-    out = cb.poll_training(root, RUN, {})
+    out = tab_train.poll_training(root, RUN, {})
     assert out["train_step"].startswith("Step 3")
     assert f"**{RUN}**: stopped" in out["train_status"]
     assert out["preview"].endswith("previews/latest.png")
     assert set(out["loss_plot"].columns) == {"step", "value", "series"}
     assert set(out["loss_plot"]["series"]) <= {"src", "dst"}
-    again = cb.poll_training(root, RUN, out["train_seen"])
+    again = tab_train.poll_training(root, RUN, out["train_seen"])
     assert "preview" not in again and "loss_plot" not in again  # unchanged files are not re-sent
-    assert "Step —" in cb.poll_training(root, None, {})["train_step"]
+    assert "Step —" in tab_train.poll_training(root, None, {})["train_step"]
 
 
 def test_training_controls_and_refusals(small_project, tmp_path):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_train
     from workbench.train.runs import RunLock, write_status
 
     root = str(small_project)
-    out = cb.control_training(root, RUN, "stop")
+    out = tab_train.control_training(root, RUN, "stop")
     assert "is not running" in out["status"]
     assert not (small_project / "models" / RUN / "commands" / "stop").exists()  # nothing left for a later start
-    assert is_warning(cb.control_training(root, "../x", "stop"))
-    assert cb.preset_options("tiny")["opt:resolution"] == 64
-    loaded = cb.run_options(root, RUN)
+    assert is_warning(tab_train.control_training(root, "../x", "stop"))
+    assert tab_train.preset_options("tiny")["opt:resolution"] == 64
+    loaded = tab_train.run_options(root, RUN)
     assert loaded["opt:batch_size"] == 4 and "resumes" in loaded["status"]
-    attached = cb.attach_training(root)
+    attached = tab_train.attach_training(root)
     assert attached["run"]["value"] == RUN
 
     # a run held by a live trainer (here: this process holds its lock) cannot be started twice
@@ -278,113 +278,113 @@ def test_training_controls_and_refusals(small_project, tmp_path):
     busy.mkdir(parents=True, exist_ok=True)
     write_status(busy, {"state": "running", "step": 5, "pid": 1})
     with RunLock(busy):
-        options = {k[4:]: v for k, v in cb.preset_options("tiny").items() if k.startswith("opt:")}
-        out = cb.start_training(root, "busy", options)
+        options = {k[4:]: v for k, v in tab_train.preset_options("tiny").items() if k.startswith("opt:")}
+        out = tab_train.start_training(root, "busy", options)
         assert "already training" in out["status"]
-        assert cb.poll_training(root, "busy", {})["train_status"].startswith("**busy**: running")
-        sent = cb.control_training(root, "busy", "pause")
+        assert tab_train.poll_training(root, "busy", {})["train_status"].startswith("**busy**: running")
+        sent = tab_train.control_training(root, "busy", "pause")
         assert "Pausing" in sent["status"] and (busy / "commands" / "pause").exists()
     shutil.rmtree(busy)
     bad = dict(options, resolution=50)
-    assert "resolution" in cb.start_training(root, "other", bad)["status"]
+    assert "resolution" in tab_train.start_training(root, "other", bad)["status"]
     assert not (small_project / "models" / "other" / "status.json").exists()
 
 
 def test_latent_panel(small_project, ctx):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_train
 
     root = str(small_project)
-    faces = cb.latent_face_choices(root)
+    faces = tab_train.latent_face_choices(root)
     assert faces[0].startswith("src/") and faces[-1].startswith("dst/")
-    out = cb.latent_reconstruct(ctx, root, RUN, faces[0])
+    out = tab_train.latent_reconstruct(ctx, root, RUN, faces[0])
     assert out["latent_image"].ndim == 3 and "Code of" in out["status"]
-    out = cb.latent_interpolate(ctx, root, RUN, faces[0], faces[-1], steps=4, decoder="dst")
+    out = tab_train.latent_interpolate(ctx, root, RUN, faces[0], faces[-1], steps=4, decoder="dst")
     assert out["latent_image"].shape[1] > 5 * out["latent_image"].shape[0] // 2  # one row of 6 cells
-    assert is_warning(cb.latent_reconstruct(ctx, root, RUN, "src/../../workbench.json"))
+    assert is_warning(tab_train.latent_reconstruct(ctx, root, RUN, "src/../../workbench.json"))
 
 
 # ---------------------------------------------------------------------------------------------- merge tab
 
 
 def test_merge_before_a_model_exists_shows_a_message(empty_workspace):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_merge, tab_project
 
-    root = cb.create_project(empty_workspace, "nomodel")["root"]
+    root = tab_project.create_project(empty_workspace, "nomodel")["root"]
     (Path(root) / "models" / "r1").mkdir(parents=True)
     # the page re-renders by itself (load, slider): a hint in the info line, no warning toast
-    assert "has no trained model yet" in cb.render_merge_frame(empty_workspace, root, "r1", 0, {})["merge_info"]
-    assert "Pick a trained model" in cb.render_merge_frame(empty_workspace, root, None, 0, {})["merge_info"]
-    assert "No trained model yet" in cb.merge_setup(root)["merge_info"]
+    assert "has no trained model yet" in tab_merge.render_merge_frame(empty_workspace, root, "r1", 0, {})["merge_info"]
+    assert "Pick a trained model" in tab_merge.render_merge_frame(empty_workspace, root, None, 0, {})["merge_info"]
+    assert "No trained model yet" in tab_merge.merge_setup(root)["merge_info"]
     # asked for explicitly: a warning
-    assert "has no trained model yet" in cb.color_variants(empty_workspace, root, "r1", 0, {})["status"]
-    assert "has no trained model yet" in cb.merge_all(empty_workspace, root, "r1", {})["status"]
-    assert "no training run selected" in cb.merge_all(empty_workspace, root, None, {})["status"]
+    assert "has no trained model yet" in tab_merge.color_variants(empty_workspace, root, "r1", 0, {})["status"]
+    assert "has no trained model yet" in tab_merge.merge_all(empty_workspace, root, "r1", {})["status"]
+    assert "no training run selected" in tab_merge.merge_all(empty_workspace, root, None, {})["status"]
 
 
 def test_merge_preview_caches_the_prediction_and_renders_colour_variants(small_project, ctx):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_merge
 
     root = str(small_project)
-    setup = cb.merge_setup(root)
+    setup = tab_merge.merge_setup(root)
     assert setup["merge_run"]["value"] == RUN and setup["frame"]["maximum"] == CLIP_FRAMES - 1
     defaults = {k[4:]: v for k, v in setup.items() if k.startswith("set:")}
-    first = cb.render_merge_frame(ctx, root, RUN, 5, defaults)
+    first = tab_merge.render_merge_frame(ctx, root, RUN, 5, defaults)
     assert first["merged"].shape == (480, 480, 3) and first["mask"].shape == (480, 480)
     assert first["mask"].max() > 0 and "1 face(s)" in first["merge_info"]
     cached = len(ctx._predictions.data)
     t0 = time.perf_counter()
-    second = cb.render_merge_frame(ctx, root, RUN, 5, dict(defaults, erode=40, blur=60, color_transfer="lct"))
+    second = tab_merge.render_merge_frame(ctx, root, RUN, 5, dict(defaults, erode=40, blur=60, color_transfer="lct"))
     rerender = time.perf_counter() - t0
     assert len(ctx._predictions.data) == cached  # only re-composited
     assert not np.array_equal(first["merged"], second["merged"])
     assert rerender < 2.0
-    grid = cb.color_variants(ctx, root, RUN, 5, defaults)
+    grid = tab_merge.color_variants(ctx, root, RUN, 5, defaults)
     assert grid["color_grid"].ndim == 3 and "colour transfers" in grid["status"]
-    assert is_warning(cb.render_merge_frame(ctx, root, RUN, 5, dict(defaults, erode=9999)))
+    assert is_warning(tab_merge.render_merge_frame(ctx, root, RUN, 5, dict(defaults, erode=9999)))
 
 
 def test_overrides_are_saved_listed_and_removed(small_project):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_merge
     from workbench.merge import MergeConfig
 
     root = str(small_project)
-    defaults = {k[4:]: v for k, v in cb.merge_setup(root).items() if k.startswith("set:")}
-    assert is_warning(cb.add_override(root, 3, 10, defaults))  # equal to the default: nothing to save
-    assert is_warning(cb.add_override(root, 10, 3, dict(defaults, blur=20)))
-    out = cb.add_override(root, 3, 10, dict(defaults, blur=20, color_transfer="mkl"))
+    defaults = {k[4:]: v for k, v in tab_merge.merge_setup(root).items() if k.startswith("set:")}
+    assert is_warning(tab_merge.add_override(root, 3, 10, defaults))  # equal to the default: nothing to save
+    assert is_warning(tab_merge.add_override(root, 10, 3, dict(defaults, blur=20)))
+    out = tab_merge.add_override(root, 3, 10, dict(defaults, blur=20, color_transfer="mkl"))
     assert out["overrides"][0][1:3] == [3, 10]
     config = MergeConfig.load(small_project / "merge.json")
     assert config.settings_for(10).blur == 20 and config.settings_for(11).blur == defaults["blur"]
-    loaded = cb.load_frame_settings(root, 4)
+    loaded = tab_merge.load_frame_settings(root, 4)
     assert loaded["set:color_transfer"] == "mkl"
-    out = cb.remove_override(root, 1)
+    out = tab_merge.remove_override(root, 1)
     assert out["overrides"] == [] and MergeConfig.load(small_project / "merge.json").overrides == ()
-    assert is_warning(cb.remove_override(root, 3))
+    assert is_warning(tab_merge.remove_override(root, 3))
 
 
 def test_merge_all_then_export_with_provenance(small_project, ctx):
-    from workbench.app import callbacks as cb
+    from workbench.app import tab_export, tab_merge, tab_project
 
     root = str(small_project)
-    defaults = {k[4:]: v for k, v in cb.merge_setup(root).items() if k.startswith("set:")}
-    assert "merged frames are missing" in cb.export_video_cb(root, "early.mp4", RUN)["status"]
-    out = cb.merge_all(ctx, root, RUN, dict(defaults, blur=30), temporal_smoothing=0.5)
+    defaults = {k[4:]: v for k, v in tab_merge.merge_setup(root).items() if k.startswith("set:")}
+    assert "merged frames are missing" in tab_export.export_video_cb(root, "early.mp4", RUN)["status"]
+    out = tab_merge.merge_all(ctx, root, RUN, dict(defaults, blur=30), temporal_smoothing=0.5)
     assert f"frames: {CLIP_FRAMES}" in out["status"], out["status"]
     saved = json.loads((small_project / "merge.json").read_text())
     assert saved["default"]["blur"] == 30 and saved["temporal_smoothing"] == 0.5
     assert saved["default"]["resolution"] == 64  # the model's facts, not the form's
     assert len(list((small_project / "merged").glob("*.png"))) == CLIP_FRAMES
-    out = cb.export_video_cb(root, "../../escape.mp4", RUN)
+    out = tab_export.export_video_cb(root, "../../escape.mp4", RUN)
     assert not is_warning(out), out["status"]
     video = Path(out["video"])
     assert video.parent == small_project / "output" and video.name == "escape.mp4"
     assert out["provenance"]["tool"] == "Face-Swap Workbench"
     assert f"workbench run '{RUN}'" in out["provenance"]["model"]
     assert out["provenance"]["visible_label"] is True
-    assert "already exists" in cb.export_video_cb(root, "escape.mp4", RUN)["status"]
-    shown = cb.show_export(root, "escape.mp4")
+    assert "already exists" in tab_export.export_video_cb(root, "escape.mp4", RUN)["status"]
+    shown = tab_export.show_export(root, "escape.mp4")
     assert shown["video"] == str(video) and shown["download"]["visible"] is True
-    assert "escape.mp4" in cb.project_overview(root)["overview"]
+    assert "escape.mp4" in tab_project.project_overview(root)["overview"]
 
 
 # ---------------------------------------------------------------------------------------------- page and CLI
@@ -404,15 +404,15 @@ def test_build_app_serves_only_the_project(small_project):
 
 
 def test_on_load_fills_every_tab(small_project, ctx):
-    from workbench.app import callbacks as cb
+    from workbench.app import page, texts
 
-    out = cb.on_load(ctx, str(small_project))
+    out = page.on_load(ctx, str(small_project))
     for key in ("overview", "gallery", "run", "face_a", "merge_run", "frame", "exports", "export_name",
                 "set:mode", "opt:resolution"):
         assert key in out, key
     assert out["export_name"] == "d19_swap.mp4"
-    empty = cb.on_load(ctx, "")
-    assert empty["overview"] == cb.texts.NO_PROJECT
+    empty = page.on_load(ctx, "")
+    assert empty["overview"] == texts.NO_PROJECT
 
 
 def test_cli_app_defaults_to_localhost_without_share(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """The browser workbench (Gradio): every stage of the pipeline, visible, while training runs in the background.
 
-``build_app(project_root)`` builds the page (``ui.py``); the functions it calls live in ``callbacks.py`` and
-the learner explanations in ``texts.py``. Start it with ``workbench app [PROJECT]`` or :func:`launch_app`.
+``build_app(project_root)`` builds the page (``ui.py``); the functions it calls live in one module per tab
+(``tab_*.py``, sharing ``common.py`` and the caches of ``context.py``) and the learner explanations in
+``texts.py``. Start it with ``workbench app [PROJECT]`` or :func:`launch_app`.
 Gradio is imported only when these names are used.
 """
 

@@ -1,4 +1,5 @@
-"""The Gradio layout: ``build_app()`` builds the page and wires each event to a function of ``callbacks``.
+"""The Gradio layout: ``build_app()`` builds the page and wires each event to a function of a tab module
+(``tab_project``, ``tab_extract``, ``tab_curate``, ``tab_train``, ``tab_merge``, ``tab_export``, ``page``).
 
 No pipeline logic lives here. Callbacks take named values and return dicts keyed by output *names*; the small
 adapter :func:`_wire` maps names to components, so events never return long positional tuples and a callback
@@ -20,8 +21,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 from ..project import Project  # noqa: E402
-from . import callbacks as cb  # noqa: E402
-from . import texts  # noqa: E402
+from . import context, page, tab_curate, tab_export, tab_extract, tab_merge, tab_project, tab_train, texts  # noqa: E402
 
 DEFAULT_MAX_UPLOAD_MB = 500
 POLL_SECONDS = 1.0
@@ -122,7 +122,7 @@ def _setting_component(name: str, default: Any, help_text: str) -> Any:
         return gr.Dropdown(list(choices), value=default, label=label, info=help_text, elem_id=eid)
     if isinstance(default, bool):
         return gr.Checkbox(value=default, label=label, info=help_text, elem_id=eid)
-    lo, hi = cb.merge_int_range(name)
+    lo, hi = tab_merge.merge_int_range(name)
     if name == "super_resolution_power":
         return gr.Slider(lo, hi, value=0, step=1, label=label, interactive=False, elem_id=eid,
                          info=help_text + " Not available here: no face-enhancer model is installed.")
@@ -153,7 +153,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
     root = str(Project.open(project_root).root) if project_root else ""
     if workspace is None:
         workspace = Path(root).parent if root else Path.cwd()
-    ctx = cb.AppContext(workspace, max_upload_mb)
+    ctx = context.AppContext(workspace, max_upload_mb)
     if root:
         ctx.served_roots.append(root)
 
@@ -161,7 +161,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         root_state = gr.State(root)
         gr.Markdown(texts.HEADER)
         gr.Markdown(texts.CONSENT, elem_id="consent-rule")
-        project_label = gr.Markdown(cb.project_label(root), elem_id="project-label")
+        project_label = gr.Markdown(tab_project.project_label(root), elem_id="project-label")
 
         with gr.Tabs():
             # ---------------------------------------------------------------------------- Project
@@ -169,7 +169,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 gr.Markdown(texts.PROJECT, elem_classes=["learn"])
                 with gr.Row():
                     with gr.Column():
-                        project_list = gr.Dropdown(cb.list_projects(ctx), value=Path(root).name if root else None,
+                        project_list = gr.Dropdown(tab_project.list_projects(ctx), value=Path(root).name if root else None,
                                                    label=f"Projects in {ctx.workspace}", elem_id="project-list")
                         open_btn = gr.Button("Open project")
                     with gr.Column():
@@ -223,7 +223,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 gr.Markdown(texts.CURATE, elem_classes=["learn"])
                 with gr.Row():
                     g_side = gr.Radio(["src", "dst"], value="src", label="faceset")
-                    g_order = gr.Dropdown(list(cb.GALLERY_ORDERS), value="file", label="order by",
+                    g_order = gr.Dropdown(list(tab_curate.GALLERY_ORDERS), value="file", label="order by",
                                           info="sorting scores from workbench.sort; nothing is renamed")
                     g_landmarks = gr.Checkbox(False, label="landmarks")
                     g_mask = gr.Checkbox(False, label="mask overlay")
@@ -264,9 +264,9 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                                          info="tiny: minutes on a CPU; quick: DFL Quick96; saehd: DFL SAEHD")
                     max_steps = gr.Number(None, precision=0, label="stop this session after N steps (empty = never)")
                 option_comps: dict[str, Any] = {}
-                choices = cb.option_choices()
+                choices = tab_train.option_choices()
                 tiny = PRESETS["tiny"].to_dict()
-                kinds = {name: kind for name, kind, _ in cb.option_fields()}
+                kinds = {name: kind for name, kind, _ in tab_train.option_fields()}
 
                 def add_options(names: tuple[str, ...]) -> None:
                     for i in range(0, len(names), 4):
@@ -299,7 +299,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         preview_info = gr.Markdown(elem_id="preview-info")
                         gr.Markdown(texts.PREVIEW, elem_classes=["learn"])
                     with gr.Column(scale=2):
-                        empty = cb.metrics_frames([])
+                        empty = tab_train.metrics_frames([])
                         loss_plot = gr.LinePlot(empty[0], x="step", y="value", color="series", title="training loss", caption="mean of recent steps, logged every few steps",
                                                 height=230, elem_id="loss-plot")
                         metrics_plot = gr.LinePlot(empty[1], x="step", y="value", color="series",
@@ -332,7 +332,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         mask = gr.Image(label="the mask used for blending", interactive=False, elem_id="merge-mask",
                                         image_mode="L")
                 setting_comps: dict[str, Any] = {}
-                fields_ = cb.merge_fields()
+                fields_ = tab_merge.merge_fields()
                 for i in range(0, len(fields_), 4):
                     with gr.Row():
                         for name, default in fields_[i:i + 4]:
@@ -362,7 +362,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
             with gr.Tab("5 · Export", id="tab-export") as export_tab:
                 gr.Markdown(texts.EXPORT, elem_classes=["learn"])
                 with gr.Row():
-                    export_name = gr.Textbox(cb.default_export_name(root), label="file name (in output/)",
+                    export_name = gr.Textbox(tab_export.default_export_name(root), label="file name (in output/)",
                                              elem_id="export-name")
                     export_label = gr.Checkbox(True, label="visible SYNTHETIC label",
                                                info="recommended; the provenance metadata is written either way")
@@ -398,107 +398,107 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
             "merge_info": merge_info, **set_out, "temporal_smoothing": smoothing, "exports": exports,
             "export_name": export_name,
         }
-        load = partial(cb.on_load, ctx)
+        load = partial(page.on_load, ctx)
         load.__name__ = "on_load"  # type: ignore[attr-defined]
         _wire(demo.load, load, R, load_out)
 
         # project tab
         project_out = {"root": root_state, "status": project_status, "project_label": project_label,
                        "project_list": project_list, **overview_out}
-        opened = _wire(open_btn.click, partial(cb.open_project, ctx), {"name": project_list}, project_out)
+        opened = _wire(open_btn.click, partial(tab_project.open_project, ctx), {"name": project_list}, project_out)
         _wire(opened.then, load, R, load_out)
-        created = _wire(create_btn.click, partial(cb.create_project, ctx),
+        created = _wire(create_btn.click, partial(tab_project.create_project, ctx),
                         {"name": new_name, "face_type": new_face_type, "face_size": new_face_size}, project_out)
         _wire(created.then, load, R, load_out)
         for side, upload, picker in (("src", src_upload, src_media), ("dst", dst_upload, dst_media)):
-            _wire(upload.upload, partial(cb.upload_media, ctx, side=side), {**R, "upload": upload},
+            _wire(upload.upload, partial(tab_project.upload_media, ctx, side=side), {**R, "upload": upload},
                   {"status": project_status, "upload": upload, **overview_out})
-            _wire(picker.input, partial(cb.pick_media, side=side), {**R, "name": picker},
+            _wire(picker.input, partial(tab_project.pick_media, side=side), {**R, "name": picker},
                   {"status": project_status, **overview_out})
-        _wire(refresh_btn.click, cb.project_overview, R, overview_out)
+        _wire(refresh_btn.click, tab_project.project_overview, R, overview_out)
 
         # extract tab
         extract_inputs = {**R, "side": ex_side, "engine": ex_engine, "face_type": ex_face_type, "face_size": ex_size,
                           "target": ex_target, "reference": ex_reference, "reference_threshold": ex_threshold,
                           "every_nth": ex_every, "smoothing": ex_smoothing, "workers": ex_workers}
-        _wire(extract_btn.click, cb.run_extraction, extract_inputs,
+        _wire(extract_btn.click, tab_extract.run_extraction, extract_inputs,
               {"status": extract_status, **gallery_out, **overview_out}, progress=True, concurrency_id="heavy",
               show_progress_on=[extract_status])
         view_inputs = {**R, "side": g_side, "order": g_order, "show_landmarks": g_landmarks, "show_mask": g_mask,
                        "page": g_page}
         _wire([g_side.input, g_order.input, g_landmarks.input, g_mask.input, g_page.submit, extract_tab.select],
-              cb.face_gallery, {**view_inputs, "selected": selected}, {"status": extract_status, **gallery_out},
+              tab_curate.face_gallery, {**view_inputs, "selected": selected}, {"status": extract_status, **gallery_out},
               trigger_mode="always_last")
-        _wire(gallery.select, cb.select_face,
+        _wire(gallery.select, tab_curate.select_face,
               {**R, "side": g_side, "shown": shown_state, "selected": selected, "show_crop": g_crop,
                "show_landmarks": g_landmarks},
               {"status": extract_status, "selected": selected, "frame_view": frame_view, "face_info": face_info},
               select=True)
-        _wire(trash_btn.click, cb.trash_faces, {**view_inputs, "selected": selected},
+        _wire(trash_btn.click, tab_curate.trash_faces, {**view_inputs, "selected": selected},
               {"status": extract_status, **gallery_out, **overview_out})
-        _wire(restore_btn.click, cb.restore_trash, view_inputs, {"status": extract_status, **gallery_out,
+        _wire(restore_btn.click, tab_curate.restore_trash, view_inputs, {"status": extract_status, **gallery_out,
                                                                    **overview_out})
-        _wire(sort_btn.click, cb.apply_sort,
+        _wire(sort_btn.click, tab_curate.apply_sort,
               {**R, "side": g_side, "method": s_method, "keep": s_keep, "min_score": s_min,
                "show_landmarks": g_landmarks, "show_mask": g_mask},
               {"status": extract_status, **gallery_out, **overview_out}, progress=False, concurrency_id="heavy")
-        _wire(ref_upload.upload, partial(cb.upload_reference, ctx), {**R, "upload": ref_upload},
+        _wire(ref_upload.upload, partial(tab_extract.upload_reference, ctx), {**R, "upload": ref_upload},
               {"status": extract_status, "reference": ex_reference, "upload": ref_upload})
-        _wire(ref_from_face_btn.click, cb.reference_from_face, {**R, "side": g_side, "selected": selected},
+        _wire(ref_from_face_btn.click, tab_extract.reference_from_face, {**R, "side": g_side, "selected": selected},
               {"status": extract_status, "reference": ex_reference})
 
         # train tab
-        _wire(preset.input, cb.preset_options, {"preset_name": preset}, {"status": train_status, **opt_out})
-        _wire(run.input, cb.run_options, {**R, "run": run}, {"status": train_status, "train_seen": train_seen,
+        _wire(preset.input, tab_train.preset_options, {"preset_name": preset}, {"status": train_status, **opt_out})
+        _wire(run.input, tab_train.run_options, {**R, "run": run}, {"status": train_status, "train_seen": train_seen,
                                                              **opt_out})
-        _wire(start_btn.click, cb.start_training, {**R, "run": run, **option_inputs, "max_steps": max_steps},
+        _wire(start_btn.click, tab_train.start_training, {**R, "run": run, **option_inputs, "max_steps": max_steps},
               {"status": train_status, "run": run, "train_seen": train_seen})
         for btn, command in ((pause_btn, "pause"), (resume_btn, "resume"), (save_btn, "save"),
                              (preview_btn, "preview"), (stop_btn, "stop")):
-            _wire(btn.click, partial(cb.control_training, command=command), {**R, "run": run},
+            _wire(btn.click, partial(tab_train.control_training, command=command), {**R, "run": run},
                   {"status": train_status})
-        _wire(timer.tick, cb.poll_training, {**R, "run": run, "seen": train_seen},
+        _wire(timer.tick, tab_train.poll_training, {**R, "run": run, "seen": train_seen},
               {"train_step": train_step, "train_status": live_status, "preview": preview,
                "preview_info": preview_info, "loss_plot": loss_plot, "metrics_plot": metrics_plot,
                "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
-        _wire(train_tab.select, cb.refresh_lists, R, {"face_a": face_a, "face_b": face_b, "run": run})
-        _wire(recon_btn.click, partial(cb.latent_reconstruct, ctx), {**R, "run": run, "face": face_a},
+        _wire(train_tab.select, page.refresh_lists, R, {"face_a": face_a, "face_b": face_b, "run": run})
+        _wire(recon_btn.click, partial(tab_train.latent_reconstruct, ctx), {**R, "run": run, "face": face_a},
               {"status": train_status, "latent_image": latent_image}, concurrency_id="model")
-        _wire(interp_btn.click, partial(cb.latent_interpolate, ctx),
+        _wire(interp_btn.click, partial(tab_train.latent_interpolate, ctx),
               {**R, "run": run, "face_a": face_a, "face_b": face_b, "steps": steps, "decoder": decoder},
               {"status": train_status, "latent_image": latent_image}, concurrency_id="model")
 
         # merge tab
         merge_view_out = {"status": merge_status, "merged": merged, "mask": mask, "merge_info": merge_info}
         merge_inputs = {**R, "run": merge_run, "frame_pos": frame, **settings_inputs}
-        _wire(merge_tab.select, cb.merge_refresh, {**R, "run": merge_run},
+        _wire(merge_tab.select, tab_merge.merge_refresh, {**R, "run": merge_run},
               {"merge_run": merge_run, "frame": frame, "merge_info": merge_info})
         _wire([merge_run.change, frame.change] + [c.change for c in setting_comps.values()],
-              partial(cb.render_merge_frame, ctx), merge_inputs, merge_view_out, trigger_mode="always_last",
+              partial(tab_merge.render_merge_frame, ctx), merge_inputs, merge_view_out, trigger_mode="always_last",
               show_progress="hidden", concurrency_id="model")
-        _wire(grid_btn.click, partial(cb.color_variants, ctx), merge_inputs,
+        _wire(grid_btn.click, partial(tab_merge.color_variants, ctx), merge_inputs,
               {"status": merge_status, "color_grid": color_grid}, concurrency_id="model")
-        _wire(load_btn.click, cb.load_frame_settings, {**R, "frame_pos": frame}, {"status": merge_status, **set_out})
-        _wire(save_default_btn.click, cb.save_merge_default, {**R, **settings_inputs, "temporal_smoothing": smoothing},
+        _wire(load_btn.click, tab_merge.load_frame_settings, {**R, "frame_pos": frame}, {"status": merge_status, **set_out})
+        _wire(save_default_btn.click, tab_merge.save_merge_default, {**R, **settings_inputs, "temporal_smoothing": smoothing},
               {"status": merge_status, "overrides": overrides})
-        _wire(ov_add.click, cb.add_override, {**R, "start": ov_from, "stop": ov_to, **settings_inputs},
+        _wire(ov_add.click, tab_merge.add_override, {**R, "start": ov_from, "stop": ov_to, **settings_inputs},
               {"status": merge_status, "overrides": overrides})
-        _wire(ov_remove.click, cb.remove_override, {**R, "number": ov_number},
+        _wire(ov_remove.click, tab_merge.remove_override, {**R, "number": ov_number},
               {"status": merge_status, "overrides": overrides})
-        _wire(merge_all_btn.click, partial(cb.merge_all, ctx),
+        _wire(merge_all_btn.click, partial(tab_merge.merge_all, ctx),
               {**R, "run": merge_run, **settings_inputs, "temporal_smoothing": smoothing},
               {"status": merge_status, **overview_out}, progress=True, concurrency_id="heavy",
               show_progress_on=[merge_status])
 
         # export tab
-        _wire(export_tab.select, cb.refresh_lists, R, {"exports": exports})
+        _wire(export_tab.select, page.refresh_lists, R, {"exports": exports})
         export_out = {"status": export_status, "video": video, "download": download, "provenance": provenance,
                       "exports": exports, **overview_out}
-        _wire(export_btn.click, cb.export_video_cb,
+        _wire(export_btn.click, tab_export.export_video_cb,
               {**R, "name": export_name, "run": merge_run, "label": export_label, "overwrite": export_overwrite,
                "crf": export_crf}, export_out, progress=True, concurrency_id="heavy",
               show_progress_on=[export_status])
-        _wire(exports.input, cb.show_export, {**R, "name": exports}, export_out)
+        _wire(exports.input, tab_export.show_export, {**R, "name": exports}, export_out)
 
     def served(new_root: Path) -> None:
         if str(new_root) not in demo.allowed_paths:
@@ -512,7 +512,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
 
 def launch_options(demo: gr.Blocks) -> dict[str, Any]:
     """The security-relevant ``launch()`` arguments for a page built by :func:`build_app`."""
-    ctx: cb.AppContext = demo.workbench_context  # type: ignore[attr-defined]
+    ctx: context.AppContext = demo.workbench_context  # type: ignore[attr-defined]
     return {"allowed_paths": list(ctx.served_roots), "max_file_size": f"{ctx.max_upload_mb}mb", "css": CSS,
             "show_error": False, "footer_links": ["gradio"]}
 

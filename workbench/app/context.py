@@ -1,0 +1,131 @@
+"""The app context: workspace, served folders and bounded caches (one per app, never module-level)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MergeError
+from ..images import read_image
+from ..project import Project, read_frame_index
+from .common import _mtime
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        if key in self.data:
+            self.data.move_to_end(key)
+            return self.data[key]
+        return None
+
+    def put(self, key: Any, value: Any) -> Any:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.size:
+            self.data.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True)
+class FrameFaces:
+    """Destination frames of a project with their faces' frame landmarks and motion (for merge previews)."""
+
+    entries: tuple  # FrameEntry, sorted by index
+    landmarks: Mapping[int, list]  # frame index -> [(68,2) frame landmarks, ...]
+    motions: Mapping[int, Any]  # frame index -> (power, angle) | None
+
+
+class AppContext:
+    """What one running app shares between its callbacks: the workspace and a few bounded caches.
+
+    Args:
+        workspace: the only folder in which projects may be created or opened from the page.
+        max_upload_mb: upload size limit (also passed to ``launch(max_file_size=...)``).
+    """
+
+    def __init__(self, workspace: str | Path, max_upload_mb: int = 500):
+        self.workspace = Path(workspace).expanduser().resolve()
+        self.max_upload_mb = int(max_upload_mb)
+        self.served_roots: list[str] = []
+        self.on_project_opened: Callable[[Path], None] | None = None
+        self._lock = threading.RLock()
+        self._predictors = _LRU(2)
+        self._predictions = _LRU(256)
+        self._frames = _LRU(16)
+        self._faces = _LRU(4)
+
+    # -- projects --------------------------------------------------------------------------------------
+    def project_opened(self, project: Project) -> None:
+        """Record a project the page may show files from (``allowed_paths``), and tell the UI."""
+        with self._lock:
+            if str(project.root) not in self.served_roots:
+                self.served_roots.append(str(project.root))
+        if self.on_project_opened is not None:
+            self.on_project_opened(project.root)
+
+    # -- models ----------------------------------------------------------------------------------------
+    def predictor(self, run_dir: Path) -> Any:
+        """The run's latest checkpoint as a merge predictor (reloaded when the checkpoint file changes)."""
+        from ..train import load_predictor
+        from ..train.runs import checkpoint_path
+
+        ckpt = checkpoint_path(run_dir)
+        if not ckpt.is_file():
+            raise MergeError(f"run '{run_dir.name}' has no trained model yet", run_dir,
+                             "start training in the Train tab: a checkpoint is saved at the first step")
+        key = (str(run_dir), ckpt.stat().st_mtime_ns)
+        with self._lock:
+            cached = self._predictors.get(key)
+            if cached is None:
+                cached = self._predictors.put(key, load_predictor(run_dir, device="cpu"))
+            return cached
+
+    def predictions(self, key: tuple, compute: Callable[[], list]) -> list:
+        with self._lock:
+            cached = self._predictions.get(key)
+        if cached is None:
+            cached = compute()
+            with self._lock:
+                self._predictions.put(key, cached)
+        return cached
+
+    # -- frames and faces ------------------------------------------------------------------------------
+    def frame_faces(self, project: Project) -> FrameFaces:
+        from ..faceset import scan_faceset
+        from ..merge import landmarks_by_frame, motion_vectors
+
+        index_path = project.frames_dir / "frames.json"
+        folder = project.aligned_dir("dst")
+        key = (str(project.root), _mtime(index_path), _mtime(folder))
+        with self._lock:
+            cached = self._faces.get(key)
+        if cached is not None:
+            return cached
+        index = read_frame_index(project)
+        entries = tuple(sorted(index.frames, key=lambda e: e.index))
+        landmarks = landmarks_by_frame(scan_faceset(folder).faces)
+        motions = dict(zip([e.index for e in entries], motion_vectors([landmarks.get(e.index, []) for e in entries])))
+        result = FrameFaces(entries, landmarks, motions)
+        with self._lock:
+            self._faces.put(key, result)
+        return result
+
+    def frame_image(self, path: Path) -> np.ndarray:
+        key = (str(path), _mtime(path))
+        with self._lock:
+            cached = self._frames.get(key)
+        if cached is None:
+            cached = read_image(path)
+            with self._lock:
+                self._frames.put(key, cached)
+        return cached

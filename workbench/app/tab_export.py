@@ -1,0 +1,76 @@
+"""Export tab: encode the merged frames into a labelled video with provenance, show past exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import WorkbenchError
+from ..project import Project, read_frame_index
+from .common import _child, _human_size, _progress, _project, _safe_file_name, _update, guarded
+from .tab_project import project_overview
+
+
+def export_choices(root: str | None) -> list[str]:
+    if not root:
+        return []
+    folder = Path(root) / "output"
+    return sorted(p.name for p in folder.glob("*.mp4")) if folder.is_dir() else []
+
+
+def export_project_video(project: Project, name: str, *, run: str | None = None, label: bool = True,
+                         overwrite: bool = False, crf: int = 18, progress: bool = True) -> Path:
+    """Merged frames -> ``output/<name>`` with the destination's audio and provenance (as ``workbench export``)."""
+    from ..export import describe_model, export_project
+
+    path, _ = export_project(project, output=_safe_file_name(name) if name else None, label_synthetic=bool(label),
+                             overwrite=bool(overwrite), crf=int(crf), model=describe_model(project, run),
+                             progress=progress)
+    return path
+
+
+def _show_video(project: Project, path: Path) -> dict[str, Any]:
+    from ..export import read_provenance
+
+    record = read_provenance(path)
+    return {"video": str(path), "download": _update(value=str(path), visible=True),
+            "provenance": record or {"note": "no workbench provenance in this file"},
+            "exports": _update(choices=export_choices(str(project.root)), value=path.name)}
+
+
+@guarded
+def export_video_cb(root: str, name: str, run: str | None = None, label: bool = True, overwrite: bool = False,
+                    crf: int = 18, progress: Any = None) -> dict[str, Any]:
+    """Encode the merged frames and show the video, its download and its provenance record."""
+    project = _project(root)
+    _progress(progress, 0.0, "encoding video")
+    path = export_project_video(project, name, run=run, label=label, overwrite=overwrite, crf=crf, progress=True)
+    out = _show_video(project, path)
+    out.update(project_overview(root))
+    size = _human_size(path.stat().st_size)
+    out["status"] = (f"Wrote `{project.relative(path)}` ({size}), "
+                     f"{'with the visible SYNTHETIC label' if label else 'without a visible label'}; its provenance "
+                     "record is shown below. Share it only as what it is: synthetic media.")
+    return out
+
+
+@guarded
+def show_export(root: str, name: str | None) -> dict[str, Any]:
+    """Show an existing export (video, download, provenance)."""
+    project = _project(root)
+    if not name:
+        return {}
+    return _show_video(project, _child(project, project.output_dir, name))
+
+
+def default_export_name(root: str | None) -> str:
+    if not root:
+        return "swap.mp4"
+    source = ""
+    try:
+        project = Project.open(root)
+        source = project.read_config().get("dst_media") or ""
+        source = read_frame_index(project).source or source
+    except WorkbenchError:
+        pass  # no frames yet: the destination media's name (or the project's) is used
+    return f"{Path(source).stem or Path(root).name}_swap.mp4"

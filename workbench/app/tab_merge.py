@@ -1,0 +1,309 @@
+"""Merge tab: preview one merged frame with the page's settings, save settings and overrides, merge all frames."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, MergeError, ProjectError, WorkbenchError
+from ..images import to_uint8
+from ..project import Project, read_frame_index
+from . import texts
+from .common import _mtime, _progress, _project, _run_dir, _update, guarded
+from .context import AppContext
+from .tab_project import project_overview
+from .tab_train import run_choices
+
+MERGE_PREVIEW_SETTINGS_EXCLUDED = ("face_type", "resolution")  # facts about the model, not choices
+
+
+def merge_fields() -> list[tuple[str, Any]]:
+    """``(name, default)`` of the merge settings the page edits (model facts excluded)."""
+    from ..merge import MergeSettings
+
+    return [(f.name, f.default) for f in fields(MergeSettings) if f.name not in MERGE_PREVIEW_SETTINGS_EXCLUDED]
+
+
+def merge_int_range(name: str) -> tuple[int, int]:
+    from .. import merge
+
+    ranges = merge.INT_RANGES
+    return tuple(ranges.get(name, (0, 100)))  # type: ignore[return-value]
+
+
+def _merge_config(project: Project) -> Any:
+    from ..merge import MergeConfig
+
+    path = project.merge_settings_path
+    return MergeConfig.load(path) if path.is_file() else MergeConfig()
+
+
+def _settings(values: Mapping[str, Any], predictor: Any | None = None) -> Any:
+    from ..merge import MergeSettings
+
+    clean = {}
+    for name, default in merge_fields():
+        if name not in values or values[name] is None:
+            continue
+        value = values[name]
+        if isinstance(default, bool):
+            value = bool(value)
+        elif isinstance(default, int):
+            value = int(round(float(value)))
+        clean[name] = value
+    settings = MergeSettings().replace(**clean)
+    if predictor is not None:
+        facts = {k: getattr(predictor, k) for k in ("resolution", "face_type") if getattr(predictor, k, None)}
+        settings = settings.replace(**facts)
+    return settings
+
+
+def _setting_values(settings: Any) -> dict[str, Any]:
+    return {f"set:{name}": getattr(settings, name) for name, _ in merge_fields()}
+
+
+def merge_run_choices(root: str | None) -> list[str]:
+    """Runs that have a checkpoint, the most recently saved last."""
+    from ..train.runs import checkpoint_path
+
+    if not root:
+        return []
+    ckpts = [(checkpoint_path(Path(root) / "models" / name), name) for name in run_choices(root)]
+    return [name for path, name in sorted((c for c in ckpts if c[0].is_file()), key=lambda c: _mtime(c[0]))]
+
+
+def _overrides_table(config: Any) -> list[list[Any]]:
+    return [[i + 1, ov.start, "end" if ov.stop is None else ov.stop - 1,
+             ", ".join(f"{k}={v}" for k, v in ov.changes.items()) or "(same as default)"]
+            for i, ov in enumerate(config.overrides)]
+
+
+@guarded
+def merge_setup(root: str | None, run: str | None = None) -> dict[str, Any]:
+    """Fill the Merge tab: runs with a model, the frame slider, saved settings and overrides."""
+    if not root:
+        return {"merge_run": _update(choices=[], value=None), "merge_info": texts.NO_PROJECT}
+    project = _project(root)
+    runs = merge_run_choices(root)
+    pick = run if run in runs else (runs[-1] if runs else None)
+    try:
+        n = len(read_frame_index(project).frames)
+    except ProjectError:
+        n = 0
+    config = _merge_config(project)
+    info = (f"{n} destination frames" if n else "No destination frames yet: extract the destination first.")
+    if not runs:
+        info += " · No trained model yet: train one in the Train tab."
+    return {"merge_run": _update(choices=runs, value=pick),
+            "frame": _update(minimum=0, maximum=max(n - 1, 1), value=0),
+            "overrides": _overrides_table(config), "merge_info": info, "temporal_smoothing": config.temporal_smoothing,
+            **_setting_values(config.default)}
+
+
+def merge_refresh(root: str | None, run: str | None) -> dict[str, Any]:
+    """When the Merge tab opens: refresh the model list (pick the newest when none is chosen) and the slider
+    range, keeping the settings being edited."""
+    if not root:
+        return {"merge_info": texts.NO_PROJECT}
+    runs = merge_run_choices(root)
+    try:
+        n = len(read_frame_index(Project.open(root)).frames)
+    except WorkbenchError:
+        n = 0
+    out: dict[str, Any] = {"frame": _update(maximum=max(n - 1, 1))}
+    out["merge_run"] = _update(choices=runs, value=run if run in runs else (runs[-1] if runs else None))
+    if not runs:
+        out["merge_info"] = "No trained model yet: train one in the Train tab."
+    elif not n:
+        out["merge_info"] = "No destination frames yet: extract the destination first."
+    return out
+
+
+def _merge_view(ctx: AppContext, project: Project, run: str, frame_pos: int, values: Mapping[str, Any]):
+    from ..merge import crop_for_model, predict_many
+
+    run_dir = _run_dir(project, run)
+    predictor = ctx.predictor(run_dir)
+    settings = _settings(values, predictor)
+    faces = ctx.frame_faces(project)
+    if not faces.entries:
+        raise MergeError("the project has no destination frames", project.frames_dir, "extract the destination first")
+    pos = min(max(int(frame_pos or 0), 0), len(faces.entries) - 1)
+    entry = faces.entries[pos]
+    frame = ctx.frame_image(project.frames_dir / entry.file)
+    lms = faces.landmarks.get(entry.index, [])
+    from ..train.runs import checkpoint_path
+
+    lm_hash = hashlib.sha1(b"".join(np.ascontiguousarray(lm).tobytes() for lm in lms)).hexdigest()
+    key = (str(run_dir), _mtime(checkpoint_path(run_dir)), entry.index, settings.resolution, settings.face_type, lm_hash)
+
+    def compute() -> list:
+        return predict_many(predictor, [crop_for_model(frame, lm, settings)[0] for lm in lms])
+
+    predictions = ctx.predictions(key, compute) if lms else []
+    motion = faces.motions.get(entry.index)
+    motions = [motion] * len(lms) if motion is not None else None
+    return entry, frame, lms, predictions, motions, settings
+
+
+def _merge_once(frame: np.ndarray, lms: list, predictions: list, motions: Any, settings: Any, index: int):
+    from ..merge import merge_frame
+
+    return merge_frame(frame, lms, None, settings, motions=motions, predictions=predictions,
+                       rng=np.random.default_rng(index))
+
+
+@guarded
+def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, settings: Mapping[str, Any]
+                       ) -> dict[str, Any]:
+    """Re-render one frame with the page's settings (the model prediction is cached per frame)."""
+    t0 = time.perf_counter()
+    project = _project(root)
+    if not run:  # fired by the page itself (load, slider) before a model is chosen: a hint, not a warning
+        return {"merge_info": "Pick a trained model (training run) above to see the merged frame."}
+    from ..train.runs import checkpoint_path
+
+    if not checkpoint_path(_run_dir(project, run)).is_file():
+        return {"merge_info": f"Run **{run}** has no trained model yet: train it in the Train tab first."}
+    entry, frame, lms, predictions, motions, s = _merge_view(ctx, project, run, frame_pos, settings)
+    t1 = time.perf_counter()
+    out, mask = _merge_once(frame, lms, predictions, motions, s, entry.index)
+    t2 = time.perf_counter()
+    config = _merge_config(project)
+    n_over = sum(1 for ov in config.overrides if ov.covers(entry.index))
+    info = (f"frame {entry.index} at {entry.timestamp:.2f} s · {len(lms)} face(s) · model {s.resolution} px "
+            f"{s.face_type} · predict {1000 * (t1 - t0):.0f} ms (cached after the first time), composite "
+            f"{1000 * (t2 - t1):.0f} ms")
+    if n_over:
+        info += f" · {n_over} saved override(s) cover this frame (press 'Load saved settings' to see them)"
+    if not lms:
+        info += " · no face in this frame: it is copied unchanged"
+    return {"merged": to_uint8(out), "mask": to_uint8(mask), "merge_info": info}
+
+
+@guarded
+def color_variants(ctx: AppContext, root: str, run: str, frame_pos: int, settings: Mapping[str, Any],
+                   include_masked: bool = True) -> dict[str, Any]:
+    """The same frame under every colour-transfer method, side by side (cropped around the face)."""
+    from .. import viz
+    from ..merge import color_transfer_names
+
+    project = _project(root)
+    entry, frame, lms, predictions, motions, s = _merge_view(ctx, project, run, frame_pos, settings)
+    if not lms:
+        raise MergeError(f"frame {entry.index} has no face", hint="move the frame slider to a frame with a face")
+    names = [n for n in color_transfer_names() if include_masked or not n.endswith("-m")]
+    pts = np.concatenate(lms)
+    cx, cy = pts.mean(axis=0)
+    half = 0.9 * float(max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1])))
+    h, w = frame.shape[:2]
+    x0, x1 = int(max(cx - half, 0)), int(min(cx + half, w))
+    y0, y1 = int(max(cy - half, 0)), int(min(cy + half, h))
+    cells, labels = [frame[y0:y1, x0:x1]], ["destination"]
+    for name in names:
+        out, _ = _merge_once(frame, lms, predictions, motions, s.replace(color_transfer=name), entry.index)
+        cells.append(out[y0:y1, x0:x1])
+        labels.append(name)
+    grid = viz.image_grid(cells, 5, labels=labels)
+    return {"color_grid": to_uint8(grid),
+            "status": f"Frame {entry.index} under {len(names)} colour transfers (mode {s.mode}, mask {s.mask_mode})."}
+
+
+@guarded
+def load_frame_settings(root: str, frame_pos: int) -> dict[str, Any]:
+    """Put the saved settings that apply to the current frame (default + overrides) into the form."""
+    project = _project(root)
+    config = _merge_config(project)
+    entries = sorted(read_frame_index(project).frames, key=lambda e: e.index)
+    index = entries[min(max(int(frame_pos or 0), 0), len(entries) - 1)].index if entries else 0
+    return {**_setting_values(config.settings_for(index)),
+            "status": f"Loaded the saved settings of frame {index}."}
+
+
+@guarded
+def save_merge_default(root: str, settings: Mapping[str, Any], temporal_smoothing: float | None = None
+                       ) -> dict[str, Any]:
+    """Save the form as the project's default merge settings (overrides are kept)."""
+    import dataclasses
+
+    project = _project(root)
+    config = _merge_config(project)
+    new = dataclasses.replace(config, default=_settings(settings).replace(
+        face_type=config.default.face_type, resolution=config.default.resolution),
+        temporal_smoothing=_smoothing(temporal_smoothing, config))
+    new.save(project.merge_settings_path)
+    return {"status": f"Saved the default settings to `{project.relative(project.merge_settings_path)}`.",
+            "overrides": _overrides_table(new)}
+
+
+@guarded
+def add_override(root: str, start: int | None, stop: int | None, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Save the form's settings for frames ``start..stop`` (inclusive; empty stop = to the end)."""
+    project = _project(root)
+    config = _merge_config(project)
+    if start is None or float(start) < 0:
+        raise ConfigError("give the first frame of the range (>= 0)")
+    first = int(start)
+    last = None if stop in (None, "") or float(stop) < 0 else int(stop)
+    if last is not None and last < first:
+        raise ConfigError(f"the range ends ({last}) before it starts ({first})")
+    s = _settings(settings).replace(face_type=config.default.face_type, resolution=config.default.resolution)
+    new = config.with_settings(first, None if last is None else last + 1, s)
+    if not new.overrides[-1].changes:
+        raise ConfigError("these settings equal the default: nothing to override",
+                          hint="change a setting first, or save it as the default")
+    new.save(project.merge_settings_path)
+    return {"overrides": _overrides_table(new),
+            "status": f"Override #{len(new.overrides)} saved for frames {first}..{'end' if last is None else last}."}
+
+
+@guarded
+def remove_override(root: str, number: int | None) -> dict[str, Any]:
+    """Delete override number ``number`` (1-based, as listed)."""
+    import dataclasses
+
+    project = _project(root)
+    config = _merge_config(project)
+    if number is None or not 1 <= int(number) <= len(config.overrides):
+        raise ConfigError(f"there is no override #{number}", hint=f"the list has {len(config.overrides)}")
+    k = int(number) - 1
+    new = dataclasses.replace(config, overrides=config.overrides[:k] + config.overrides[k + 1:])
+    new.save(project.merge_settings_path)
+    return {"overrides": _overrides_table(new), "status": f"Removed override #{number}."}
+
+
+def _smoothing(value: float | None, config: Any) -> float:
+    return config.temporal_smoothing if value is None else float(value)
+
+
+@guarded
+def merge_all(ctx: AppContext, root: str, run: str, settings: Mapping[str, Any],
+              temporal_smoothing: float | None = None, progress: Any = None) -> dict[str, Any]:
+    """Save the form as the default and merge every destination frame (resumable), with progress.
+
+    ``temporal_smoothing`` (0..1) smooths the face landmarks over time before merging (less jitter); the
+    single-frame preview does not apply it.
+    """
+    import dataclasses
+
+    from ..merge import merge_project
+
+    project = _project(root)
+    predictor = ctx.predictor(_run_dir(project, run))
+    config = _merge_config(project)
+    config = dataclasses.replace(config, default=_settings(settings, predictor),
+                                 temporal_smoothing=_smoothing(temporal_smoothing, config))
+    config.save(project.merge_settings_path)
+    _progress(progress, 0.0, "merging frames")
+    summary = merge_project(project, predictor, config, workers=2, progress=True)
+    out = project_overview(root)
+    out["status"] = "Merged with the settings above (saved to `merge.json`):  \n" + summary.format().replace(
+        "\n", "  \n")
+    out["exports_hint"] = "Merged frames are ready: export them in the Export tab."
+    return out

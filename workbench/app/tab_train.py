@@ -1,0 +1,319 @@
+"""Train tab: start, control and watch the background trainer; the latent-space panel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, TrainingError, WorkbenchError
+from ..images import to_uint8
+from ..project import Project
+from .common import (
+    SIDES,
+    _check_side,
+    _child,
+    _mtime,
+    _project,
+    _run_dir,
+    _toast,
+    _update,
+    error_text,
+    guarded,
+)
+from .context import AppContext
+
+LATENT_CELL = 160  # the latent panel shows faces at least this large
+DEFAULT_RUN = "tiny"  # the run name offered when a project has none yet
+STARTING_GRACE_SECONDS = 60.0  # a trainer launched this long ago may still be starting (no lock yet)
+
+
+def option_fields() -> list[tuple[str, str, Any]]:
+    """``(name, type, default)`` for every training option, in dataclass order."""
+    from ..train.options import TrainOptions
+
+    return [(f.name, f.type if isinstance(f.type, str) else f.type.__name__, f.default) for f in fields(TrainOptions)]
+
+
+def option_choices() -> dict[str, tuple[str, ...]]:
+    from ..train import options as o
+
+    return {"face_type": o.FACE_TYPES, "optimizer": o.OPTIMIZERS, "ct_mode": o.CT_MODES,
+            "precision": o.PRECISIONS}
+
+
+def run_choices(root: str | None) -> list[str]:
+    """Names of the project's training runs (their state is shown by the status line, which stays current)."""
+    from ..train import list_runs
+
+    if not root:
+        return []
+    try:
+        return [r.name for r in list_runs(Project.open(root))]
+    except WorkbenchError:
+        return []
+
+
+def _options_dict(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"opt:{k}": v for k, v in values.items()}
+
+
+@guarded
+def preset_options(preset_name: str) -> dict[str, Any]:
+    """The option values of a preset (to fill the form)."""
+    from ..train import preset
+
+    return {**_options_dict(preset(preset_name).to_dict()),
+            "status": f"Loaded preset **{preset_name}**: change any option before starting."}
+
+
+@guarded
+def run_options(root: str, run: str | None) -> dict[str, Any]:
+    """When an existing run is picked: its saved options (a restart resumes from its checkpoint)."""
+    from ..train import read_run_config, read_status
+
+    if not root or not run:
+        return {}
+    project = _project(root)
+    run_dir = _run_dir(project, run, must_exist=False)
+    if not (run_dir / "config.json").is_file():
+        return {"status": f"New run **{run}**: pick a preset, adjust the options and press Start."}
+    config = read_run_config(run_dir)
+    status = read_status(run_dir)
+    return {**_options_dict(config.options.to_dict()), "train_seen": {},
+            "status": f"Run **{run}**: {status.summary()}. Start resumes from its checkpoint with these options."}
+
+
+@guarded
+def attach_training(root: str | None) -> dict[str, Any]:
+    """On page load: re-attach to the project's running trainer (or its most recent run)."""
+    from ..train import list_runs
+
+    if not root:
+        return {"run": _update(choices=[], value=None)}
+    runs = list_runs(Project.open(root))
+    choices = run_choices(root)
+    if not runs:
+        return {"run": _update(choices=choices, value=DEFAULT_RUN)}
+    active = [r for r in runs if r.is_active]
+    pick = active[0] if active else max(runs, key=lambda r: r.updated or 0.0)
+    out = run_options(root, pick.name)
+    out["run"] = _update(choices=choices, value=pick.name)
+    if active:
+        out["status"] = f"Re-attached to the running trainer of **{pick.name}** (pid {pick.pid})."
+    return out
+
+
+@guarded
+def start_training(root: str, run: str, options: Mapping[str, Any], max_steps: int | None = None) -> dict[str, Any]:
+    """Start (or resume) the background trainer on ``models/<run>`` with the form's options."""
+    from ..train import TrainOptions, read_status, start
+
+    project = _project(root)
+    run_dir = _run_dir(project, run, must_exist=False)
+    status = read_status(run_dir)
+    if status.is_active:
+        raise TrainingError(f"run '{run}' is already training (pid {status.pid})", run_dir,
+                            "pause or stop it first, or start another run name")
+    if status.state == "starting" and status.started and time.time() - status.started < STARTING_GRACE_SECONDS:
+        raise TrainingError(f"run '{run}' is starting up (loading faces and the model)", run_dir,
+                            "wait a few seconds: its step counter appears below")
+    values = {k: v for k, v in options.items() if v is not None and v != ""}
+    opts = TrainOptions.from_dict(values)
+    limit = int(max_steps) if max_steps else None
+    handle = start(run_dir, opts, max_steps=limit)
+    return {"status": f"Started the trainer for **{run}** (pid {handle.pid}); its preview appears below as soon "
+                      f"as the first grid is written. Closing the page does not stop it.",
+            "run": _update(choices=run_choices(root), value=run), "train_seen": {}}
+
+
+@guarded
+def control_training(root: str, run: str, command: str) -> dict[str, Any]:
+    """Send pause / resume / save / preview / stop to the running trainer."""
+    from ..train import read_status, send_command
+
+    project = _project(root)
+    run_dir = _run_dir(project, run)
+    status = read_status(run_dir)
+    if not status.is_active and state_text(status) != "starting":  # a starting trainer obeys commands on start
+        state = state_text(status)
+        _toast("info", f"run '{run}' is not running ({state})")
+        return {"status": f"Run **{run}** is not running ({state}); nothing sent."}
+    send_command(run_dir, command)
+    verbs = {"pause": "Pausing", "resume": "Resuming", "save": "Saving", "preview": "Drawing a preview for",
+             "stop": "Saving and stopping"}
+    return {"status": f"{verbs.get(command, command)} **{run}**…"}
+
+
+def metrics_frames(rows: list[dict]) -> tuple[Any, Any]:
+    import pandas as pd
+
+    loss_rows, eval_rows = [], []
+    for row in rows:
+        kind = row.get("kind")
+        step = row.get("step")
+        if step is None:
+            continue
+        if kind == "train":
+            for key, value in row.items():
+                if key.startswith("loss_") and key not in ("loss_total", "loss_grad_norm") \
+                        and isinstance(value, (int, float)) and np.isfinite(value):
+                    loss_rows.append({"step": int(step), "value": float(value), "series": key[5:]})
+        elif kind == "eval":
+            for key in ("ssim_src", "ssim_dst"):
+                if isinstance(row.get(key), (int, float)):
+                    eval_rows.append({"step": int(step), "value": float(row[key]), "series": key})
+    loss = pd.DataFrame(loss_rows, columns=["step", "value", "series"])
+    evals = pd.DataFrame(eval_rows, columns=["step", "value", "series"])
+    return loss, evals
+
+
+def state_text(status: Any) -> str:
+    """The run's state in words; a just-launched trainer that holds no lock yet is "starting", not crashed."""
+    if status.state == "starting" and not status.alive:
+        if status.started and time.time() - status.started < STARTING_GRACE_SECONDS:
+            return "starting"
+    return "crashed (process gone)" if status.stale else status.state
+
+
+def _status_markdown(status: Any) -> tuple[str, str]:
+    state = state_text(status)
+    step = f"Step {status.step}" + (f" / {status.target_steps}" if status.target_steps else "")
+    parts = [f"**{status.name}**: {state}"]
+    if status.it_per_s:
+        parts.append(f"{status.it_per_s:.2f} it/s")
+    for key, value in status.losses.items():
+        if key in ("src", "dst") and isinstance(value, (int, float)):
+            parts.append(f"loss {key} {value:.4f}")
+    metrics = dict(status.metrics)
+    if "ssim_src" in metrics:
+        parts.append(f"held-out SSIM src {metrics.get('ssim_src', 0):.3f} / dst {metrics.get('ssim_dst', 0):.3f}")
+    if "psnr_src" in metrics:
+        parts.append(f"PSNR {metrics.get('psnr_src', 0):.1f} / {metrics.get('psnr_dst', 0):.1f} dB")
+    if status.eta_seconds:
+        parts.append(f"ETA {int(status.eta_seconds) // 60}:{int(status.eta_seconds) % 60:02d}")
+    if status.device:
+        parts.append(f"device {status.device}")
+    if status.is_active and status.pid:
+        parts.append(f"pid {status.pid}")
+    text = " · ".join(parts)
+    if status.last_error:
+        text += f"  \n⚠️ {status.last_error.splitlines()[0]}"
+    return step, text
+
+
+def poll_training(root: str | None, run: str | None, seen: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The timer tick: status line, step counter, and the preview/plots only when their files changed.
+
+    Never raises and never toasts (it runs every poll interval).
+    """
+    from ..train import latest_preview, read_metrics, read_status
+    from ..train.runs import METRICS_NAME
+
+    seen = dict(seen or {})
+    if not root or not run:
+        return {"train_step": "Step —", "train_status": "No run selected."}
+    try:
+        project = Project.open(root)
+        run_dir = _run_dir(project, run, must_exist=False)
+    except WorkbenchError as exc:
+        return {"train_status": "⚠️ " + error_text(exc)}
+    out: dict[str, Any] = {}
+    if seen.get("run") != str(run_dir):
+        seen = {"run": str(run_dir)}
+    status = read_status(run_dir)
+    out["train_step"], out["train_status"] = _status_markdown(status)
+    preview = latest_preview(run_dir)
+    key = (_mtime(preview), preview.stat().st_size) if preview is not None else None
+    if preview is not None and list(key) != seen.get("preview"):
+        out["preview"] = str(preview)
+        seen["preview"] = list(key)
+        out["preview_info"] = f"Preview at step {status.preview_step if status.preview_step is not None else '?'}"
+    elif preview is None and seen.get("preview") is not None:
+        out["preview"] = None
+        seen["preview"] = None
+    metrics_file = run_dir / METRICS_NAME
+    mkey = _mtime(metrics_file), (metrics_file.stat().st_size if metrics_file.is_file() else 0)
+    if list(mkey) != seen.get("metrics"):
+        loss, evals = metrics_frames(read_metrics(run_dir))
+        out["loss_plot"], out["metrics_plot"] = loss, evals
+        seen["metrics"] = list(mkey)
+    out["train_seen"] = seen
+    return out
+
+
+def latent_face_choices(root: str | None, limit: int = 300) -> list[str]:
+    """``"src/NAME"`` and ``"dst/NAME"`` for the latent panel's face pickers."""
+    from ..faceset import list_face_files
+
+    if not root:
+        return []
+    try:
+        project = Project.open(root)
+    except WorkbenchError:
+        return []
+    out = []
+    for side in SIDES:
+        out += [f"{side}/{p.name}" for p in list_face_files(project.aligned_dir(side))[:limit]]
+    return out
+
+
+def _latent_face(project: Project, ref: str, model_config: Any) -> np.ndarray:
+    from ..faceset import load_aligned_face
+    from ..train.data import prepare_face
+
+    if not ref or "/" not in ref:
+        raise ConfigError("pick a face (src/NAME or dst/NAME)")
+    side, name = ref.split("/", 1)
+    path = _child(project, project.aligned_dir(_check_side(side)), name)
+    image, meta = load_aligned_face(path)
+    face, _, _, _ = prepare_face(image, meta.landmarks, model_config.face_type, meta.face_type,
+                                 int(model_config.resolution))
+    return face
+
+
+def _display_size(faces: list[np.ndarray], side: int = LATENT_CELL) -> list[np.ndarray]:
+    """Enlarge small model-resolution faces so a strip of them is readable in the page."""
+    import cv2
+
+    return [f if f.shape[0] >= side else cv2.resize(np.asarray(f, np.float32), (side, side),
+                                                     interpolation=cv2.INTER_CUBIC) for f in faces]
+
+
+@guarded
+def latent_reconstruct(ctx: AppContext, root: str, run: str, face: str) -> dict[str, Any]:
+    """One face drawn by both decoders (source decoder = the swap for a destination face)."""
+    from .. import viz
+    from ..train.latent import latent_code, reconstruct_both
+
+    project = _project(root)
+    predictor = ctx.predictor(_run_dir(project, run))
+    model = predictor.model
+    x = _latent_face(project, face, predictor.config)
+    via_src, via_dst = reconstruct_both(model, x)
+    code = latent_code(model, x)
+    grid = viz.image_grid(_display_size([x, via_src, via_dst]), 3, labels=["input", "src decoder", "dst decoder"])
+    return {"latent_image": to_uint8(grid),
+            "status": f"Code of `{face}`: {code.size} numbers (mean {code.mean():+.3f}, std {code.std():.3f})."}
+
+
+@guarded
+def latent_interpolate(ctx: AppContext, root: str, run: str, face_a: str, face_b: str, steps: int = 6,
+                       decoder: str = "src") -> dict[str, Any]:
+    """Decode points on the straight line between two faces' codes."""
+    from .. import viz
+    from ..train.latent import interpolate
+
+    project = _project(root)
+    predictor = ctx.predictor(_run_dir(project, run))
+    a = _latent_face(project, face_a, predictor.config)
+    b = _latent_face(project, face_b, predictor.config)
+    steps = int(min(max(int(steps or 6), 2), 12))
+    frames = interpolate(predictor.model, a, b, steps=steps, identity=_check_side(decoder))
+    labels = [f"t={t:.2f}" for t in np.linspace(0, 1, steps)]
+    grid = viz.image_grid(_display_size([a, *frames, b]), steps + 2, labels=["A", *labels, "B"])
+    return {"latent_image": to_uint8(grid),
+            "status": f"{steps} points from `{face_a}` to `{face_b}`, drawn by the {decoder} decoder."}
