@@ -8,6 +8,7 @@ so that a checkpoint, previews and metrics exist. ``build_small_project`` is reu
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -331,6 +332,9 @@ def test_merge_preview_caches_the_prediction_and_renders_colour_variants(small_p
     first = tab_merge.render_merge_frame(ctx, root, RUN, 5, defaults)
     assert first["merged"].shape == (480, 480, 3) and first["mask"].shape == (480, 480)
     assert first["mask"].max() > 0 and "1 face(s)" in first["merge_info"]
+    # the current frame's identity score (a barely trained model: either answer, but with both distances)
+    assert re.search(r"looks like the source: \*\*(yes|no)\*\* \(distance \d\.\d\d to the source, \d\.\d\d to the "
+                     r"destination", first["merge_info"]) or "no face detected" in first["merge_info"], first["merge_info"]
     cached = len(ctx._predictions.data)
     t0 = time.perf_counter()
     second = tab_merge.render_merge_frame(ctx, root, RUN, 5, dict(defaults, erode=40, blur=60, color_transfer="lct"))
@@ -381,6 +385,9 @@ def test_merge_all_then_export_with_provenance(small_project, ctx):
     assert out["provenance"]["tool"] == "Face-Swap Workbench"
     assert f"workbench run '{RUN}'" in out["provenance"]["model"]
     assert out["provenance"]["visible_label"] is True
+    # the evaluation of the merged frames the video was made from (also in PROJECT/evaluation.json)
+    assert f"run `{RUN}`" in out["evaluation"] and "identity: closer to source" in out["evaluation"]
+    assert json.loads((small_project / "evaluation.json").read_text())["frames_from"] == "merged"
     assert "already exists" in tab_export.export_video_cb(root, "escape.mp4", RUN)["status"]
     shown = tab_export.show_export(root, "escape.mp4")
     assert shown["video"] == str(video) and shown["download"]["visible"] is True

@@ -163,9 +163,10 @@ def metrics_frames(rows: list[dict]) -> tuple[Any, Any]:
                         and isinstance(value, (int, float)) and np.isfinite(value):
                     loss_rows.append({"step": int(step), "value": float(value), "series": key[5:]})
         elif kind == "eval":
-            for key in ("ssim_src", "ssim_dst"):
+            for key, series in (("ssim_src", "ssim_src"), ("ssim_dst", "ssim_dst"),
+                                ("id_closer_to_src", "looks like the source")):
                 if isinstance(row.get(key), (int, float)):
-                    eval_rows.append({"step": int(step), "value": float(row[key]), "series": key})
+                    eval_rows.append({"step": int(step), "value": float(row[key]), "series": series})
     loss = pd.DataFrame(loss_rows, columns=["step", "value", "series"])
     evals = pd.DataFrame(eval_rows, columns=["step", "value", "series"])
     return loss, evals
@@ -193,6 +194,9 @@ def _status_markdown(status: Any) -> tuple[str, str]:
         parts.append(f"held-out SSIM src {metrics.get('ssim_src', 0):.3f} / dst {metrics.get('ssim_dst', 0):.3f}")
     if "psnr_src" in metrics:
         parts.append(f"PSNR {metrics.get('psnr_src', 0):.1f} / {metrics.get('psnr_dst', 0):.1f} dB")
+    if isinstance(metrics.get("id_closer_to_src"), (int, float)):
+        parts.append(f"looks like the source {metrics['id_closer_to_src']:.2f} "
+                     f"(median distance {metrics.get('id_distance_src', float('nan')):.3f})")
     if status.eta_seconds:
         parts.append(f"ETA {int(status.eta_seconds) // 60}:{int(status.eta_seconds) % 60:02d}")
     if status.device:

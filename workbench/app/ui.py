@@ -303,7 +303,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         loss_plot = gr.LinePlot(empty[0], x="step", y="value", color="series", title="training loss", caption="mean of recent steps, logged every few steps",
                                                 height=230, elem_id="loss-plot")
                         metrics_plot = gr.LinePlot(empty[1], x="step", y="value", color="series",
-                                                   title="held-out SSIM (higher is better)", height=230,
+                                                   title="held-out SSIM and 'looks like the source' (share of src->dst swaps; higher is better)", height=230,
                                                    elem_id="metrics-plot")
                 train_seen = gr.State({})
                 with gr.Accordion("Inside the model: latent space", open=False):
@@ -378,6 +378,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         exports = gr.Dropdown([], label="exported videos", elem_id="exports")
                         provenance = gr.JSON(label="provenance metadata (read back from the file)",
                                              elem_id="provenance")
+                        export_eval = gr.Markdown(elem_id="export-evaluation")
 
         timer = gr.Timer(poll_seconds)
 
@@ -493,7 +494,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         # export tab
         _wire(export_tab.select, page.refresh_lists, R, {"exports": exports})
         export_out = {"status": export_status, "video": video, "download": download, "provenance": provenance,
-                      "exports": exports, **overview_out}
+                      "exports": exports, "evaluation": export_eval, **overview_out}
         _wire(export_btn.click, tab_export.export_video_cb,
               {**R, "name": export_name, "run": merge_run, "label": export_label, "overwrite": export_overwrite,
                "crf": export_crf}, export_out, progress=True, concurrency_id="heavy",
