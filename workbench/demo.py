@@ -25,7 +25,7 @@ from .project import CONFIG_NAME, Project, create_project
 DEMO_RUN = "demo"
 # The step target: measured with `python -m workbench.bench quality` (README "Swap quality"), the tiny
 # preset's swap reads as Grace Hopper well before it; the cap only stops a very slow (shared) machine.
-DEMO_STEPS = 1500
+DEMO_STEPS = 1200
 DEMO_MINUTES_CAP = 30.0
 
 

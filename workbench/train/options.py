@@ -222,7 +222,7 @@ OPTION_HELP: MappingProxyType = MappingProxyType({
     "progressive": "Coarse-to-fine schedule: train first on low-resolution versions of the samples, raising the effective resolution in stages.",
     "progressive_stage_steps": "Steps per progressive stage (res/4, res/2, then full resolution).",
     "pretrain": "Pretraining on a generic faceset: forces flips and uniform yaw on, warp/GAN/styles off; switching it off re-initialises the inters and resets the step.",
-    "precision": "Number format for the forward pass: auto (bf16 on CUDA GPUs that support it and on CPUs with AMX, else fp32; never a format the device only emulates), fp32, bf16 or fp16 autocast (fp16 uses a gradient scaler).",
+    "precision": "Number format: auto (bf16 on CUDA GPUs with bf16 and CPUs with AMX, else fp32; never an emulated one), fp32, bf16 or fp16 autocast (fp16 with a gradient scaler).",
     "channels_last": "Store activations as NHWC: try it on CUDA tensor cores; on CPU it measured ~5% slower for these models.",
     "compile": "Compile the model with torch.compile (slow start, faster steps on GPU).",
     "device": "Where to train: auto (CUDA if present), cpu, cuda, cuda:N or mps.",
