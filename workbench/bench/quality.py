@@ -15,6 +15,7 @@ The table starts with the CPU model, its flags relevant to training speed, and t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -114,14 +115,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--faces", type=int, default=24, help="destination faces scored per check (default 24)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the trainer's auto choice)")
     parser.add_argument("--folder", default=None, help="demo project folder to (re)use (default: a temp folder)")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="override a training option for every preset, e.g. --set lr=0.001 (repeatable)")
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set expects OPTION=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except ValueError:
+            overrides[key.strip()] = value  # plain text, e.g. --set optimizer=rmsprop
 
     print(f"CPU: {cpu_description()}")
+    if overrides:
+        print(f"option overrides: {overrides}")
     with tempfile.TemporaryDirectory(prefix="wb-bench-quality-") as tmp:
         folder = Path(args.folder) if args.folder else Path(tmp) / "demo"
         src, dst = demo_facesets(folder)
         rows = [measure(name.strip(), src, dst, every=args.every, max_steps=args.max_steps, faces=args.faces,
-                        threads=args.threads) for name in args.presets.split(",") if name.strip()]
+                        threads=args.threads, overrides=overrides)
+                for name in args.presets.split(",") if name.strip()]
     gpu = any(r["device"].startswith("cuda") for r in rows)
     unit = "GPU-s" if gpu else "CPU-s"
     print(f"\nuntil >= 90% of {args.faces} held-out destination faces read as the source with median distance <= 0.5")
