@@ -20,6 +20,7 @@ import pytest
 
 from workbench import quality as q
 from workbench.align import transform_matrix, transform_points, unwarp_face, warp_face
+from workbench.errors import ProjectError
 from workbench.face_constants import LANDMARKS_68_3D, mirror_landmarks
 from workbench.identity import face_embedding
 from workbench.masks import feather, hull_mask
@@ -273,6 +274,9 @@ def test_evaluate_merges_a_sample_with_the_run(small_project):
         train(run_dir, preset("tiny", batch_size=4, metrics_every=0, preview_every=0, loader_workers=0, cpu_threads=1),
               src=small_project.aligned_dir("src"), dst=small_project.aligned_dir("dst"), steps=4, progress=False)
     shutil.rmtree(small_project.merged_dir, ignore_errors=True)
+    for bad in ("../sample", "nope"):  # run names are plain names inside the project; unknown runs are named
+        with pytest.raises(ProjectError, match="invalid run name|no training run named 'nope'"):
+            q.evaluate_project(small_project, run=bad, max_frames=4)
     evaluation = q.evaluate_project(small_project, run="sample", max_frames=4)
     assert evaluation.source == "sample" and evaluation.run == "sample"
     assert evaluation.step == read_status(run_dir).step == 4

@@ -587,8 +587,9 @@ def evaluate_project(project: Any, *, run: str | None = None, max_frames: int = 
     if run or use_sample:
         run_dir: Path | None = _find_run(project, run)
     else:  # merged frames: label them with the newest run, if any (the merger does not record which)
-        runs = [d for d in project.models_dir.iterdir() if d.is_dir()] if project.models_dir.is_dir() else []
-        run_dir = _find_run(project, None) if runs else None
+        from .train.runs import list_runs
+
+        run_dir = _find_run(project, None) if list_runs(project) else None
     step = _run_step(run_dir) if run_dir is not None else None
     settings_dict: dict[str, Any] = {"max_frames": max_frames}
     predictor = None
@@ -647,9 +648,26 @@ def evaluate_project(project: Any, *, run: str | None = None, max_frames: int = 
 
 
 def _find_run(project: Any, name: str | None) -> Path:
-    from .commands.merge import find_run
+    """The run folder ``PROJECT/models/NAME`` (a plain name), or the most recently updated run."""
+    import re
 
-    return find_run(project.models_dir, name)
+    from .train.runs import list_runs
+
+    if name:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name) or ".." in name:
+            raise ProjectError(f"invalid run name {name!r}", project.models_dir,
+                               "use a plain name: letters, digits, '-', '_' or '.'")
+        run_dir = project.resolve_inside(project.models_dir / name)
+        if not run_dir.is_dir():
+            known = [r.name for r in list_runs(project)]
+            raise ProjectError(f"no training run named '{name}'", run_dir,
+                               f"available runs: {', '.join(known)}" if known else "train a model first: workbench train")
+        return run_dir
+    runs = list_runs(project)
+    if not runs:
+        raise ProjectError("no trained model in this project to merge a sample with", project.models_dir,
+                           f"train one first (workbench train {project.root}) or merge frames (workbench merge)")
+    return max(runs, key=lambda r: r.updated or 0).run_dir
 
 
 def _run_step(run_dir: Path) -> int | None:
