@@ -525,7 +525,8 @@ class Evaluation:
                 "summary": self.summary, "per_frame": [f.to_dict() for f in self.frames]}
 
     def format(self) -> str:
-        head = f"evaluation of run '{self.run}'" + (f" at step {self.step}" if self.step is not None else "")
+        head = f"evaluation of run '{self.run}'" if self.run else "evaluation"
+        head += f" at step {self.step}" if self.step is not None else ""
         head += f" ({'merged frames' if self.source == 'merged' else 'a sample merged for the evaluation'})"
         return head + "\n" + format_table(self.summary)
 
