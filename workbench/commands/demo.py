@@ -12,7 +12,7 @@ from ..demo import DEMO_MINUTES_CAP, DEMO_STEPS, DemoOptions, run_demo
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="run the full pipeline offline on built-in demo faces (about 5-8 minutes on 2 idle CPU cores)",
+        help="run the full pipeline offline on built-in demo faces (about 3-4 minutes on 2 CPU cores)",
         description="Extract, train (tiny preset) to a step target, merge, export and evaluate on Grace Hopper -> "
         "astronaut, with no downloads; writes a video, a contact sheet of every intermediate result and "
         "evaluation.json, and says plainly when the swap does not yet look like the source. Re-running "
