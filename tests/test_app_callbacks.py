@@ -8,6 +8,7 @@ so that a checkpoint, previews and metrics exist. ``build_small_project`` is reu
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -355,6 +356,9 @@ def test_merge_preview_caches_the_prediction_and_renders_colour_variants(small_p
     face = first["merged_face"]  # the zoomed face: enlarged, and cut from the merged frame
     assert face.shape[0] >= tab_merge.FACE_ZOOM_PX or face.shape[1] >= tab_merge.FACE_ZOOM_PX
     assert face.dtype == np.uint8 and face.shape[0] < 2 * 480
+    # the current frame's identity score (a barely trained model: either answer, but with both distances)
+    assert re.search(r"looks like the source: \*\*(yes|no)\*\* \(distance \d\.\d\d to the source, \d\.\d\d to the "
+                     r"destination", first["merge_info"]) or "no face detected" in first["merge_info"], first["merge_info"]
     cached = len(ctx._predictions.data)
     t0 = time.perf_counter()
     second = tab_merge.render_merge_frame(ctx, root, RUN, 5, dict(defaults, erode=40, blur=60, color_transfer="lct"))
@@ -408,6 +412,9 @@ def test_merge_all_then_export_with_provenance(small_project, ctx):
     again = tab_export.export_video_cb(root, "escape.mp4", RUN)["status"]
     assert "already exists" in again and "overwrite an existing file" in again  # the page's control, not CLI
     assert "--output" not in again and "overwrite=True" not in again and str(small_project) not in again
+    # the evaluation of the merged frames the video was made from (also in PROJECT/evaluation.json)
+    assert f"run `{RUN}`" in out["evaluation"] and "identity: closer to source" in out["evaluation"]
+    assert json.loads((small_project / "evaluation.json").read_text())["frames_from"] == "merged"
     shown = tab_export.show_export(root, "escape.mp4")
     assert shown["video"] == str(video) and shown["download"]["visible"] is True
     assert "escape.mp4" in tab_project.project_overview(root)["overview"]

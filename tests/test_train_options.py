@@ -79,3 +79,28 @@ def test_from_dict_rejects_unknown_and_wrong_types():
     assert TrainOptions.from_dict({**data, "lr": 1}).lr == 1.0  # ints are fine for floats
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("sae")
+
+
+def test_precision_auto_never_picks_an_emulated_format():
+    import torch
+
+    from workbench.machine import native_formats as cpu_native_formats
+    from workbench.train.device import resolve_precision
+
+    cpu = torch.device("cpu")
+    avx2 = {"avx", "avx2", "fma"}
+    zen4 = avx2 | {"avx512f", "avx512_bf16"}
+    sapphire = zen4 | {"amx_tile", "amx_bf16", "avx512_fp16"}
+    assert preset("tiny").precision == "auto" and TrainOptions().precision == "auto"
+    assert cpu_native_formats(avx2) == set() and cpu_native_formats(zen4) == {"bf16"}
+    assert cpu_native_formats(sapphire) == {"bf16", "fp16"}
+    assert resolve_precision("auto", cpu, avx2) == ("fp32", None)
+    assert resolve_precision("auto", cpu, zen4) == ("fp32", None)
+    assert resolve_precision("auto", cpu, sapphire) == ("bf16", None)
+    assert resolve_precision("fp32", cpu, avx2) == ("fp32", None)
+    assert resolve_precision("bf16", cpu, zen4) == ("bf16", None)  # native: no warning
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        name, note = resolve_precision("bf16", cpu, avx2)
+    assert name == "bf16" and "bf16 training is emulated" in note and "--precision auto" in note
+    with pytest.warns(RuntimeWarning, match="no fp16 instructions"):
+        resolve_precision("fp16", cpu, zen4)

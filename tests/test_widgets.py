@@ -206,3 +206,21 @@ def test_merge_settings_explorer_runs_the_model_once():
 
     for name in ("erode", "blur", "output_face_scale", "image_denoise_power"):
         assert (box.controls[name].min, box.controls[name].max) == SETTING_SPECS[name].range
+
+
+def test_monitor_draws_the_identity_curve(tmp_path):
+    run = _run_folder(tmp_path)
+    rows = [(40, 0.25, 0.71), (50, 0.5, 0.62), (60, 1.0, 0.48)]
+    for step, share, dist in rows:
+        append_jsonl(run / METRICS_NAME, {"kind": "eval", "step": step, "ssim_src": 0.6, "id_closer_to_src": share,
+                                          "id_distance_src": dist, "id_distance_dst": 0.7, "id_faces": 8})
+    history = widgets.identity_history([{"kind": "eval", "step": s, "id_closer_to_src": a, "id_distance_src": d}
+                                        for s, a, d in rows])
+    assert history["looks like the source (share)"] == [0.25, 0.5, 1.0]
+    assert history["distance to source (median)"] == [0.71, 0.62, 0.48]
+    monitor = widgets.TrainingMonitor(run, handle=FakeHandle())
+    curve = decode_image_bytes(monitor.identity_view.value)
+    empty = widgets.viz.loss_plot({}, size=(480, 240))
+    assert curve.shape == (240, 480, 3)
+    assert np.abs(curve.astype(np.float32) / 255.0 - empty).mean() > 0.005  # curves were drawn
+    assert "id_closer_to_src" in monitor.metrics_view.value and "1.000" in monitor.metrics_view.value

@@ -15,7 +15,8 @@ from . import CONSENT_RULE, __version__
 from .errors import WorkbenchError
 
 # Explicit list (no plugin discovery): the order is the order of `workbench --help`.
-COMMAND_MODULES = ("new", "extract", "xseg", "sort", "train", "merge", "export", "export_model", "demo", "app", "jobs")
+COMMAND_MODULES = ("new", "extract", "xseg", "sort", "train", "merge", "evaluate", "export", "export_model", "demo",
+                   "app", "jobs")
 
 
 def build_parser() -> argparse.ArgumentParser:

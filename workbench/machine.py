@@ -13,7 +13,19 @@ from pathlib import Path
 
 # The flags (as /proc/cpuinfo spells them) that change which kernels torch and TensorFlow can use.
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
-               "amx_int8")
+               "amx_fp16", "amx_int8")
+
+
+def native_formats(flags: set[str] | tuple[str, ...]) -> set[str]:
+    """Half-precision formats a CPU with these flags computes in hardware: "bf16" (AVX512-BF16 or AMX-BF16),
+    "fp16" (AVX512-FP16 or AMX-FP16). Without them torch emulates the format, converting to and from fp32."""
+    flags = set(flags)
+    out = set()
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        out.add("bf16")
+    if flags & {"avx512_fp16", "amx_fp16"}:
+        out.add("fp16")
+    return out
 
 
 @dataclass(frozen=True)
@@ -26,7 +38,7 @@ class Machine:
     @property
     def native_bf16(self) -> bool:
         """True when the CPU computes bf16 in hardware (AVX-512 BF16 or AMX); elsewhere bf16 is emulated."""
-        return "avx512_bf16" in self.flags or "amx_bf16" in self.flags
+        return "bf16" in native_formats(self.flags)
 
 
 def _cpuinfo() -> tuple[str, tuple[str, ...]]:

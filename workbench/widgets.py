@@ -68,8 +68,17 @@ def _status_html(status: Any, alive: bool) -> str:
     return html
 
 
+def identity_history(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """``metrics.jsonl`` eval rows -> the identity curves of src->dst swaps (see :mod:`workbench.quality`)."""
+    from .quality import identity_curve
+
+    curve = identity_curve(rows)
+    return {"looks like the source (share)": [c[1] for c in curve],
+            "distance to source (median)": [c[2] if c[2] is not None else float("nan") for c in curve]}
+
+
 def _metrics_html(metrics: Mapping[str, Any]) -> str:
-    rows = [(k, v) for k, v in metrics.items() if k.startswith(("ssim_", "psnr_"))]
+    rows = [(k, v) for k, v in metrics.items() if k.startswith(("ssim_", "psnr_", "id_closer", "id_distance"))]
     if not rows:
         return "<i>held-out metrics appear after the first evaluation</i>"
     cells = "".join(f"<tr><td>{k}</td><td>{v:.3f}</td></tr>" for k, v in rows)
@@ -113,6 +122,7 @@ class TrainingMonitor:
         self.message = w.HTML()
         self.loss_view = w.Image(format="png", layout=w.Layout(width=f"{plot_size[0]}px"))
         self.metrics_view = w.HTML()
+        self.identity_view = w.Image(format="png", layout=w.Layout(width=f"{plot_size[0]}px"))
         self.preview_view = w.Image(format="png", layout=w.Layout(width=f"{self.preview_width}px"))
         self.preview_caption = w.HTML()
         self.buttons = {}
@@ -124,7 +134,7 @@ class TrainingMonitor:
             self.header,
             w.HBox(list(self.buttons.values())),
             self.message,
-            w.HBox([self.loss_view, self.metrics_view]),
+            w.HBox([self.loss_view, self.identity_view, self.metrics_view]),
             self.preview_caption,
             self.preview_view,
         ])
@@ -151,6 +161,9 @@ class TrainingMonitor:
                 self._loss_image = viz.loss_plot(loss_history(rows), size=self.plot_size,
                                                  title="training loss (one point per 10 steps)")
                 self.loss_view.value = _png(self._loss_image)
+                self.identity_view.value = _png(viz.loss_plot(
+                    identity_history(rows), size=self.plot_size,
+                    title="src->dst swaps: looks like the source (one point per metrics step)"))
                 evals = [r for r in rows if r.get("kind") == "eval"]
                 self.metrics_view.value = _metrics_html(evals[-1] if evals else status.metrics)
             path = latest_preview(self.run_dir)

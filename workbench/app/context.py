@@ -56,6 +56,7 @@ class AppContext:
         self._predictions = _LRU(256)
         self._frames = _LRU(16)
         self._faces = _LRU(4)
+        self._identity = _LRU(2)
 
     # -- projects --------------------------------------------------------------------------------------
     def project_opened(self, project: Project) -> None:
@@ -117,4 +118,19 @@ class AppContext:
             cached = read_image(path)
             with self._lock:
                 self._frames.put(key, cached)
+        return cached
+
+    # -- identity references (the Merge tab's "looks like the source" score) ----------------------------
+    def identity_references(self, project: Project) -> tuple[np.ndarray, np.ndarray]:
+        """Robust src/dst reference embeddings of the project's facesets (recomputed when a faceset changes)."""
+        from ..quality import faceset_embeddings, reference_from_embeddings
+
+        key = (str(project.root), _mtime(project.aligned_dir("src")), _mtime(project.aligned_dir("dst")))
+        with self._lock:
+            cached = self._identity.get(key)
+        if cached is None:
+            cached = tuple(reference_from_embeddings(faceset_embeddings(project.aligned_dir(side)))
+                           for side in ("src", "dst"))
+            with self._lock:
+                self._identity.put(key, cached)
         return cached

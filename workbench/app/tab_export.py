@@ -38,7 +38,30 @@ def _show_video(project: Project, path: Path) -> dict[str, Any]:
     record = read_provenance(path)
     return {"video": str(path), "download": _update(value=str(path), visible=True),
             "provenance": record or {"note": "no workbench provenance in this file"},
-            "exports": _update(choices=export_choices(str(project.root)), value=path.name)}
+            "exports": _update(choices=export_choices(str(project.root)), value=path.name),
+            "evaluation": evaluation_markdown(project)}
+
+
+def evaluation_markdown(project: Project) -> str:
+    """The project's last evaluation (``evaluation.json``) as a Markdown table, or how to make one."""
+    from ..quality import format_table, read_evaluation
+
+    data = read_evaluation(project)
+    if not data or "summary" not in data:
+        return f"No evaluation yet: run `workbench evaluate {project.root}` (or export again)."
+    head = f"**Evaluation** of run `{data.get('run')}` at step {data.get('step')} ({data.get('frames_from')} frames)"
+    return head + "\n\n```\n" + format_table(data["summary"]) + "\n```"
+
+
+def evaluate_export(project: Project, run: str | None) -> str:
+    """Score the merged frames the video was made from (identity, pose, expression, flicker)."""
+    from ..quality import evaluate_project
+
+    try:
+        evaluate_project(project, run=run or None, max_frames=24, merge_sample=False)
+    except WorkbenchError as exc:
+        return f"Evaluation failed: {exc}"
+    return evaluation_markdown(project)
 
 
 @guarded
@@ -55,7 +78,10 @@ def export_video_cb(root: str, name: str, run: str | None = None, label: bool = 
             raise
         raise ExportError(exc.message, Path(str(exc.path)).name,
                           "tick 'overwrite an existing file', or change the file name above") from exc
+    _progress(progress, 0.8, "evaluating the swap (identity, pose, expression)")
+    evaluation = evaluate_export(project, run)
     out = _show_video(project, path)
+    out["evaluation"] = evaluation
     out.update(project_overview(root))
     size = _human_size(path.stat().st_size)
     out["status"] = (f"Wrote `{project.relative(path)}` ({size}), "

@@ -212,6 +212,8 @@ def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, set
         info += f" · {n_over} saved override(s) cover this frame (press 'Load saved settings' to see them)"
     if not lms:
         info += " · no face in this frame: it is copied unchanged"
+    else:
+        info += " · " + frame_identity_text(ctx, project, out, lms[0])
     result = {"merged": to_uint8(out), "mask": to_uint8(mask), "merge_info": info}
     if lms:  # the face itself, enlarged: the part of the frame every setting changes
         from .. import viz
@@ -221,6 +223,22 @@ def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, set
     else:
         result["merged_face"] = None
     return result
+
+
+def frame_identity_text(ctx: AppContext, project: Project, merged: np.ndarray, dst_landmarks: np.ndarray) -> str:
+    """"looks like the source: yes (distance 0.41 to the source, 0.66 to the destination)" for one merged frame."""
+    from ..quality import evaluate_frame
+
+    try:
+        src_ref, dst_ref = ctx.identity_references(project)
+        score = evaluate_frame(merged, dst_landmarks, src_ref, dst_ref, frame=0)
+    except (WorkbenchError, ValueError) as exc:
+        return f"identity score unavailable ({exc})"
+    if not score.found:
+        return "identity: no face detected in the merged frame"
+    return (f"looks like the source: **{'yes' if score.reads_as_source else 'no'}** (distance "
+            f"{score.distance_src:.2f} to the source, {score.distance_dst:.2f} to the destination; "
+            f"pose error {score.pose.max_deg if score.pose else float('nan'):.1f}°)")
 
 
 @guarded

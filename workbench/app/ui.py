@@ -318,7 +318,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         empty = tab_train.metrics_plots([])
                         loss_plot = gr.Image(empty["loss_plot"], label="training loss", interactive=False,
                                              elem_id="loss-plot", format="png")
-                        metrics_plot = gr.Image(empty["metrics_plot"], label="held-out SSIM", interactive=False,
+                        metrics_plot = gr.Image(empty["metrics_plot"], label="held-out SSIM and looks like the source", interactive=False,
                                                 elem_id="metrics-plot", format="png")
                         psnr_plot = gr.Image(empty["psnr_plot"], label="held-out PSNR", interactive=False,
                                              elem_id="psnr-plot", format="png")
@@ -400,6 +400,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         exports = gr.Dropdown([], label="exported videos", elem_id="exports", allow_custom_value=True)
                         provenance = gr.JSON(label="provenance metadata (read back from the file)",
                                              elem_id="provenance")
+                        export_eval = gr.Markdown(elem_id="export-evaluation")
 
             live_tab.build_live_tab(ctx, root_state, setting_comps, _wire)  # 6 · Live + model export
             build_jobs_tab(_wire, root_state)
@@ -525,7 +526,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         # export tab
         _wire(export_tab.select, page.refresh_lists, R, {"exports": exports})
         export_out = {"status": export_status, "video": video, "download": download, "provenance": provenance,
-                      "exports": exports, **overview_out}
+                      "exports": exports, "evaluation": export_eval, **overview_out}
         _wire(export_btn.click, tab_export.export_video_cb,
               {**R, "name": export_name, "run": merge_run, "label": export_label, "overwrite": export_overwrite,
                "crf": export_crf}, export_out, progress=True, concurrency_id="heavy",

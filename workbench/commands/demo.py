@@ -6,18 +6,25 @@ import argparse
 from pathlib import Path
 
 from .. import CONSENT_RULE
-from ..demo import DemoOptions, run_demo
+from ..demo import DEMO_MINUTES_CAP, DEMO_STEPS, DemoOptions, run_demo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="run the full pipeline offline on built-in demo faces (about 4-5 minutes on 2 CPU cores)",
-        description="Extract, train (tiny preset), merge and export on Grace Hopper -> astronaut, with no "
-        "downloads; writes a video and a contact sheet of every intermediate result. " + CONSENT_RULE,
+        help="run the full pipeline offline on built-in demo faces (about 3-4 minutes on 2 CPU cores)",
+        description="Extract, train (tiny preset) to a step target, merge, export and evaluate on Grace Hopper -> "
+        "astronaut, with no downloads; writes a video, a contact sheet of every intermediate result and "
+        "evaluation.json, and says plainly when the swap does not yet look like the source. Re-running "
+        "continues training. " + CONSENT_RULE,
     )
     p.add_argument("folder", nargs="?", default="workbench-demo", help="demo project folder (default ./workbench-demo)")
-    p.add_argument("--minutes", type=float, default=4.0, help="training time budget in minutes (default 4)")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS,
+                   help=f"training step target (default {DEMO_STEPS}); a re-run whose swap does not read as the "
+                   "source yet trains this many more")
+    p.add_argument("--minutes", type=float, default=DEMO_MINUTES_CAP,
+                   help=f"time cap for training in minutes, a safety net on slow or busy machines (default "
+                   f"{DEMO_MINUTES_CAP:g}); when it stops training early the demo says so")
     p.add_argument("--seconds", type=float, default=4.0, help="length of the destination clip (default 4 s)")
     p.add_argument("--overwrite", action="store_true", help="start again from scratch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -25,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_demo(DemoOptions(folder=Path(args.folder), train_minutes=args.minutes, clip_seconds=args.seconds,
-                                  overwrite=args.overwrite, progress=not args.quiet))
+    result = run_demo(DemoOptions(folder=Path(args.folder), train_steps=args.steps, train_minutes=args.minutes,
+                                  clip_seconds=args.seconds, overwrite=args.overwrite, progress=not args.quiet))
     print("== done: synthetic media, for teaching only")
     print(result.format())
     return 0

@@ -186,7 +186,13 @@ def run_status(args: argparse.Namespace) -> int:
                         collapse_events=list(status.collapse_events), stale=status.stale)
             print(json.dumps(data, default=str))
         else:
+            from ..quality import format_identity_curve, identity_curve
+            from ..train.runs import read_metrics
+
             print(status.summary())
+            curve = identity_curve(read_metrics(status.run_dir))
+            if curve:
+                print("  " + format_identity_curve(curve))
     return 0
 
 

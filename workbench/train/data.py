@@ -133,6 +133,14 @@ def _load_one(path: Path, face_type: str, resolution: int, need_yaw: bool):
     return img8.transpose(2, 0, 1), masks8, yaw, recropped, resized
 
 
+def face_landmarks(path: str | Path, face_type: str, resolution: int) -> np.ndarray:
+    """(68, 2) landmarks of an aligned face file in the pixels of the model's face (as the bank holds it)."""
+    from ..faceset import load_aligned_face
+
+    image, meta = load_aligned_face(path)
+    return prepare_face(image, meta.landmarks, face_type, meta.face_type, resolution)[1]
+
+
 def load_face_bank(folder: str | Path, side: str, face_type: str, resolution: int, *, min_faces: int = 1,
                    need_yaw: bool = False, workers: int = 2) -> FaceBank:
     """Decode a faceset folder into a :class:`FaceBank`.

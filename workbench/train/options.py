@@ -24,7 +24,7 @@ ARCHI_RE = re.compile(r"^(df|liae)(-[udtc]*)?$")
 FACE_TYPES = ("half", "mid_full", "full", "whole_face", "head")
 OPTIMIZERS = ("adabelief", "adam", "rmsprop")
 CT_MODES = ("none", "rct", "lct", "mkl", "idt", "sot")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTION_CHOICES: MappingProxyType = MappingProxyType({
     "face_type": FACE_TYPES, "optimizer": OPTIMIZERS, "ct_mode": CT_MODES, "precision": PRECISIONS})
 """The options limited to a fixed list of names: the CLI flags and the app's dropdowns are built from it."""
@@ -77,7 +77,7 @@ class TrainOptions:
     progressive_stage_steps: int = 2000
     pretrain: bool = False
     # --- runtime ---
-    precision: str = "fp32"
+    precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
     device: str = "auto"
@@ -92,6 +92,7 @@ class TrainOptions:
     autobackup_keep: int = 24
     metrics_every: int = 500
     metrics_samples: int = 4
+    metrics_identity: bool = True
     collapse_patience: int = 3
     status_every_seconds: float = 1.0
 
@@ -224,7 +225,7 @@ OPTION_HELP: MappingProxyType = MappingProxyType({
     "progressive": "Coarse-to-fine schedule: train first on low-resolution versions of the samples, raising the effective resolution in stages.",
     "progressive_stage_steps": "Steps per progressive stage (res/4, res/2, then full resolution).",
     "pretrain": "Pretraining on a generic faceset: forces flips and uniform yaw on, warp/GAN/styles off; switching it off re-initialises the inters and resets the step.",
-    "precision": "Number format for the forward pass: fp32, bf16 or fp16 autocast (fp16 uses a gradient scaler).",
+    "precision": "Number format: auto (bf16 on CUDA GPUs with bf16 and CPUs with AMX, else fp32; never an emulated one), fp32, bf16 or fp16 autocast (fp16 with a gradient scaler).",
     "channels_last": "Store activations as NHWC: try it on CUDA tensor cores; on CPU it measured ~5% slower for these models.",
     "compile": "Compile the model with torch.compile (slow start, faster steps on GPU).",
     "device": "Where to train: auto (CUDA if present), cpu, cuda, cuda:N or mps.",
@@ -238,6 +239,7 @@ OPTION_HELP: MappingProxyType = MappingProxyType({
     "autobackup_keep": "How many rotating backups to keep.",
     "metrics_every": "Compute SSIM/PSNR on the held-out faces every this many steps (0 = off).",
     "metrics_samples": "Faces per side held out of training for objective metrics (fewer if the faceset is small).",
+    "metrics_identity": "With the metrics, also score how much src->dst swaps of a few dst faces look like the source (dlib face embedding): 'looks like the source'.",
     "collapse_patience": "Non-finite losses in a row after which the trainer rolls back to the last good checkpoint.",
     "status_every_seconds": "How often status.json is rewritten.",
 })

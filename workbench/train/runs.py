@@ -221,7 +221,7 @@ class RunStatus:
 
     def detail_parts(self) -> list[str]:
         """The measured facts after the state, in display order (every front end shows the same ones): speed,
-        src/dst loss, held-out SSIM and PSNR, ETA, device."""
+        src/dst loss, held-out SSIM and PSNR, the identity score ("looks like the source"), ETA, device."""
         parts = []
         if self.it_per_s:
             parts.append(f"{self.it_per_s:.2f} it/s")
@@ -232,6 +232,9 @@ class RunStatus:
             parts.append(f"held-out SSIM src {metrics.get('ssim_src', 0):.3f} / dst {metrics.get('ssim_dst', 0):.3f}")
         if "psnr_src" in metrics:
             parts.append(f"PSNR {metrics.get('psnr_src', 0):.1f} / {metrics.get('psnr_dst', 0):.1f} dB")
+        if isinstance(metrics.get("id_closer_to_src"), (int, float)):
+            parts.append(f"looks like the source {metrics['id_closer_to_src']:.2f} "
+                         f"(median distance {metrics.get('id_distance_src', float('nan')):.3f})")
         if self.eta_seconds:
             parts.append(f"ETA {_fmt_seconds(self.eta_seconds)}")
         if self.device:
@@ -260,14 +263,15 @@ def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / STATUS_NAME, {**status, "updated": time.time()})
 
 
-EVAL_SERIES = ("ssim_src", "ssim_dst", "psnr_src", "psnr_dst")
+EVAL_SERIES = ("ssim_src", "ssim_dst", "psnr_src", "psnr_dst", "id_closer_to_src", "id_distance_src", "id_distance_dst")
 
 
 def metric_series(rows: list[dict], kind: str = "train") -> dict[str, list[tuple[int, float]]]:
     """``metrics.jsonl`` rows (:func:`read_metrics`) -> ``{series: [(step, value), ...]}``, the one parser of them.
 
     ``kind="train"``: the training losses (``loss_src``, ``loss_dst``, ``loss_total``, ... named without the
-    ``loss_`` prefix; the gradient norm is not a loss); ``kind="eval"``: the held-out :data:`EVAL_SERIES`.
+    ``loss_`` prefix; the gradient norm is not a loss); ``kind="eval"``: the held-out :data:`EVAL_SERIES`
+    (SSIM, PSNR and the identity score of src->dst swaps).
     Rows without a step and non-finite values are skipped.
     """
     out: dict[str, list[tuple[int, float]]] = {}

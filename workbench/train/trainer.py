@@ -40,7 +40,7 @@ from ..optim import AdaBelief, RMSprop, lr_cos_factor, warmup_factor
 from . import checkpoint as ck
 from .callback import Callback, TrainResult
 from .data import TrainData, gather
-from .device import DistContext, resolve_device
+from .device import DistContext, resolve_device, resolve_precision
 from .options import TrainOptions
 from .preview import make_grid, predict_preview, preview_rows
 from .runs import backups_dir, checkpoint_path
@@ -105,7 +105,8 @@ class Trainer:
         self.local_batch = opts.batch_size // self.dist.world
         self.src_dir, self.dst_dir = Path(src_dir), Path(dst_dir)
         self.config = opts.model_config()
-        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[opts.precision]
+        self.precision, precision_note = resolve_precision(opts.precision, self.device)
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
         # ---- data (every rank holds the faces and draws the same global batch) ----
         self.data = TrainData(src_dir, dst_dir, opts, global_batch=opts.batch_size)
@@ -137,7 +138,7 @@ class Trainer:
         self.opt = self._make_optimizer(self.model.parameters())
         self.gan_opt = self._make_optimizer(self.gan_d.parameters()) if self.gan_d is not None else None
         self.code_opt = self._make_optimizer(self.code_d.parameters()) if self.code_d is not None else None
-        fp16 = opts.precision == "fp16"
+        fp16 = self.precision == "fp16"
         # fp16: losses are O(10) sums, so start the scale at 2^10 rather than 2^16 (fewer skipped first steps)
         self.scaler = torch.amp.GradScaler(self.device.type, init_scale=1024.0, enabled=fp16)
         self.d_scaler = torch.amp.GradScaler(self.device.type, init_scale=1024.0, enabled=fp16)
@@ -156,11 +157,13 @@ class Trainer:
         self._stop = self._save_req = self._preview_req = self.paused = False
         self._preview_step: int | None = None  # the step of the last preview grid drawn
         self.state = "starting"
-        self.notes: list[str] = []
+        self.notes: list[str] = [precision_note] if precision_note else []
         banks = (self.data.src,) if self.data.dst is self.data.src else (self.data.src, self.data.dst)
         for bank in banks:  # files with broken metadata or pixels: named, skipped, training goes on
             self.notes += [f"skipped {path.name} ({bank.folder.name}): {why}" for path, why in bank.broken]
         self.last_metrics: dict[str, Any] = {}
+        self._identity_probe: Any = None  # built at the first metrics step (workbench.quality.IdentityProbe)
+        self._identity_faces: tuple[np.ndarray, list[np.ndarray]] | None = None
         self.ranks_in_sync: bool | None = None
         self.session_limit_step: int | None = None
 
@@ -571,7 +574,56 @@ class Trainer:
             out[f"ssim_{side}"] = float(ssim_metric(recon * m, x * m).mean())
             out[f"psnr_{side}"] = float(psnr_metric(recon * m, x * m).mean())
             out[f"heldout_{side}"] = int(len(idx))
+        if self.options.metrics_identity and self.data.dst is not self.data.src:  # not when pretraining
+            out.update(self.identity_metrics())
         return out
+
+    def _identity_setup(self) -> None:
+        """Reference embeddings of both facesets and the dst faces to swap, at the model's resolution."""
+        from ..quality import IDENTITY_PROBE_FACES, REFERENCE_FACES, IdentityProbe, even_sample
+        from .data import face_landmarks
+
+        o = self.options
+
+        def faces(bank, indices) -> list[tuple[np.ndarray, np.ndarray]]:
+            out = []
+            for i in indices:
+                img = bank.images[int(i)].permute(1, 2, 0).numpy().astype(np.float32) / 255.0
+                out.append((img, face_landmarks(bank.paths[int(i)], o.face_type, o.resolution)))
+            return out
+
+        src = faces(self.data.src, even_sample(list(self.data.src_train), REFERENCE_FACES))
+        dst = faces(self.data.dst, even_sample(list(self.data.dst_train), REFERENCE_FACES))
+        self._identity_probe = IdentityProbe(src, dst)
+        # the held-out dst faces first, topped up with training dst faces (a swap is never a training target)
+        extra = [int(i) for i in even_sample(list(self.data.dst_train), IDENTITY_PROBE_FACES)]
+        chosen = ([int(i) for i in self.data.dst_heldout] + [i for i in extra if i not in self.data.dst_heldout])
+        chosen = chosen[:IDENTITY_PROBE_FACES]
+        self._identity_faces = (np.asarray(chosen, np.int64),
+                                [face_landmarks(self.data.dst.paths[i], o.face_type, o.resolution) for i in chosen])
+
+    @torch.no_grad()
+    def identity_metrics(self) -> dict[str, Any]:
+        """How much src->dst swaps of a few dst faces look like the source (dlib embedding; see quality).
+
+        Returns ``id_closer_to_src`` (share of swaps nearer the source reference than the destination's),
+        ``id_distance_src``/``id_distance_dst`` (medians) and ``id_faces``; ``{}`` when dlib is unusable.
+        """
+        from ..errors import WorkbenchError
+
+        try:
+            if self._identity_probe is None:
+                self._identity_setup()
+            idx, landmarks = self._identity_faces
+            batch = gather(self.data.dst, idx, self.device)
+            with self._autocast():
+                swapped, _ = self.model.swap(batch.images)
+            faces = swapped.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            return self._identity_probe.score(list(faces), landmarks)
+        except (WorkbenchError, ImportError, RuntimeError, ValueError) as exc:
+            if self.options.metrics_identity and not any("identity score" in n for n in self.notes):
+                self.notes.append(f"identity score unavailable: {exc}")
+            return {}
 
     # ------------------------------------------------------------------------------------------
     # the loop
