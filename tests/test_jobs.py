@@ -279,16 +279,31 @@ def test_jobs_tab_callbacks(tmp_path):
     assert "--resume" in store.get(2).argv
     jobs_tab.extract_as_job(str(project), side="dst", every_nth=2, workers=1, store=store, start_server=False)
     assert store.get(3).argv[:2] == ("--side", "dst") and "--smoothing" in store.get(3).argv
+    # Merge: the form becomes the project's default (merge.json, read by the merge command), then a merge job
+    from workbench.app import tab_merge
+
+    form_settings = {k[4:]: v for k, v in tab_merge.merge_setup(str(project)).items() if k.startswith("set:")}
+    refused = jobs_tab.merge_as_job(str(project), None, dict(form_settings, blur=30), store=store, start_server=False)
+    assert "no trained model chosen" in refused["status"] and not (project / "merge.json").exists()
+    jobs_tab.merge_as_job(str(project), "r1", dict(form_settings, blur=30), 0.5, store=store, start_server=False)
+    assert store.get(4).stage == "merge" and store.get(4).argv == ("--run", "r1")
+    saved = json.loads((project / "merge.json").read_text())
+    assert saved["default"]["blur"] == 30 and saved["temporal_smoothing"] == 0.5
+    jobs_tab.export_as_job(str(project), "clip.mp4", label=False, overwrite=True, crf=20, store=store,
+                           start_server=False)
+    export = store.get(5)
+    assert export.stage == "export" and export.argv == ("--crf", "20", "--quiet", "--output", "clip.mp4",
+                                                        "--no-label", "--overwrite")
     bad = jobs_tab.submit_job(str(project), "sort", "--by nope", "cpu", 0, "", store=store)
     assert "invalid choice: 'nope'" in bad["status"]
     assert "no project is open" in jobs_tab.submit_job("", "sort", "", "cpu", 0, "", store=store)["status"]
     rows = jobs_tab.jobs_rows(store)
-    assert [r[0] for r in rows] == [3, 2, 1] and rows[0][1:4] == ["p", "extract", "queued"]
+    assert [r[0] for r in rows] == [5, 4, 3, 2, 1] and rows[2][1:4] == ["p", "extract", "queued"]
     assert jobs_tab.COLUMNS[0] == "id" and len(rows[0]) == len(jobs_tab.COLUMNS)
     assert "cancelled" in jobs_tab.cancel(1, store=store)["status"]
     assert store.get(1).state == "cancelled"
     assert "(no output yet)" in jobs_tab.show_log(2, store=store)["log"]
-    assert jobs_tab.select_row(rows, [1], store=store)["job_id"] == 2
+    assert jobs_tab.select_row(rows, [3], store=store)["job_id"] == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------

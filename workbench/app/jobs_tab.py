@@ -3,7 +3,8 @@
 A job runs in a process of its own started by ``workbench jobs serve`` (this tab starts one, with
 ``--exit-when-idle``, when none is running), so closing the browser or stopping the app never stops it.
 Callbacks are plain functions over :mod:`workbench.jobs`; :func:`build_tab` lays the tab out inside
-``build_app``'s ``gr.Tabs`` and :func:`wire_run_as_job` adds the buttons of the Extract and Train tabs.
+``build_app``'s ``gr.Tabs`` and :func:`wire_run_as_job` adds the buttons of the Extract, Train, Merge and Export
+tabs.
 """
 
 from __future__ import annotations
@@ -172,6 +173,40 @@ def train_as_job(root: str, run: str, options: Mapping[str, Any], max_steps: int
     return _submit(_store(store), root, "train", argv, start_server=start_server)
 
 
+@guarded
+def merge_as_job(root: str, run: str | None, settings: Mapping[str, Any], temporal_smoothing: float | None = None,
+                 store: JobStore | None = None, start_server: bool = True) -> dict[str, Any]:
+    """The Merge tab's form as a queued ``workbench merge`` job: the form is saved as the project's default
+    (``merge.json``, which the merge command reads), then the whole clip is merged in the job's process."""
+    from .tab_merge import save_merge_default
+
+    if not root:
+        raise WorkbenchError("no project is open", hint="open a project in the Project tab first")
+    if not run:
+        raise WorkbenchError("no trained model chosen", hint="pick a training run at the top of the Merge tab")
+    saved = save_merge_default(root, settings, temporal_smoothing)
+    if "merge.json" not in str(saved.get("status", "")):
+        return saved  # the form was refused: its message says why
+    return _submit(_store(store), root, "merge", ["--run", str(run)], start_server=start_server)
+
+
+@guarded
+def export_as_job(root: str, name: str, label: bool = True, overwrite: bool = False, crf: int = 18,
+                  store: JobStore | None = None, start_server: bool = True) -> dict[str, Any]:
+    """The Export tab's form as a queued ``workbench export`` job (label and provenance as in the page: the
+    provenance names the model the merge recorded)."""
+    if not root:
+        raise WorkbenchError("no project is open", hint="open a project in the Project tab first")
+    argv = ["--crf", str(int(crf)), "--quiet"]
+    if name:
+        argv += ["--output", str(name)]
+    if not label:
+        argv.append("--no-label")
+    if overwrite:
+        argv.append("--overwrite")
+    return _submit(_store(store), root, "export", argv, start_server=start_server)
+
+
 # -- layout -------------------------------------------------------------------------------------------------------
 Wire = Callable[..., Any]
 
@@ -222,5 +257,5 @@ def build_tab(wire: Wire, root_state: Any) -> None:
 
 def wire_run_as_job(wire: Wire, button: Any, fn: Callable[..., dict[str, Any]], inputs: Mapping[str, Any],
                     status: Any) -> None:
-    """Connect a "Run as a job" button of another tab to :func:`extract_as_job` or :func:`train_as_job`."""
+    """Connect a "Run as a job" button of another tab to one of the ``*_as_job`` functions above."""
     wire(button.click, fn, inputs, {"status": status})

@@ -23,7 +23,7 @@ import gradio as gr  # noqa: E402
 from ..project import Project  # noqa: E402
 from . import context, page, tab_curate, tab_export, tab_extract, tab_merge, tab_project, tab_train, texts  # noqa: E402
 from .jobs_tab import build_tab as build_jobs_tab  # noqa: E402
-from .jobs_tab import extract_as_job, train_as_job, wire_run_as_job  # noqa: E402
+from .jobs_tab import export_as_job, extract_as_job, merge_as_job, train_as_job, wire_run_as_job  # noqa: E402
 
 DEFAULT_MAX_UPLOAD_MB = 500
 POLL_SECONDS = 1.0
@@ -367,6 +367,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                     save_default_btn = gr.Button("Save as project default")
                     merge_all_btn = gr.Button("Save these settings as default and merge all frames", variant="primary",
                                               elem_id="merge-all-btn")
+                    merge_job_btn = gr.Button("Save as default and merge all as a job", elem_id="merge-job-btn")
                 merge_status = gr.Markdown(elem_id="merge-status")
                 color_grid = gr.Image(label="the same frame under every colour transfer", interactive=False,
                                       elem_id="color-grid")
@@ -390,7 +391,9 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                                                info="recommended; the provenance metadata is written either way")
                     export_overwrite = gr.Checkbox(False, label="overwrite an existing file")
                     export_crf = gr.Slider(0, 51, value=18, step=1, label="quality (CRF, lower is better)")
-                export_btn = gr.Button("Export video", variant="primary", elem_id="export-btn")
+                with gr.Row():
+                    export_btn = gr.Button("Export video", variant="primary", elem_id="export-btn")
+                    export_job_btn = gr.Button("Export as a job", elem_id="export-job-btn")
                 export_status = gr.Markdown(elem_id="export-status")
                 with gr.Row():
                     with gr.Column(scale=3):
@@ -522,6 +525,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
               {**R, "run": merge_run, **settings_inputs, "temporal_smoothing": smoothing},
               {"status": merge_status, **overview_out}, progress=True, concurrency_id="heavy",
               show_progress_on=[merge_status])
+        wire_run_as_job(_wire, merge_job_btn, merge_as_job,
+                        {**R, "run": merge_run, **settings_inputs, "temporal_smoothing": smoothing}, merge_status)
 
         # export tab
         _wire(export_tab.select, page.refresh_lists, R, {"exports": exports})
@@ -531,6 +536,9 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
               {**R, "name": export_name, "run": merge_run, "label": export_label, "overwrite": export_overwrite,
                "crf": export_crf}, export_out, progress=True, concurrency_id="heavy",
               show_progress_on=[export_status])
+        wire_run_as_job(_wire, export_job_btn, export_as_job,
+                        {**R, "name": export_name, "label": export_label, "overwrite": export_overwrite,
+                         "crf": export_crf}, export_status)
         _wire(exports.input, tab_export.show_export, {**R, "name": exports}, export_out)
 
     def served(new_root: Path) -> None:
