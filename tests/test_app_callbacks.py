@@ -259,18 +259,19 @@ def test_poll_training_reads_the_run_folder_and_only_sends_changes(small_project
     assert out["train_step"].startswith("Step 3")
     assert f"**{RUN}**: stopped" in out["train_status"]
     assert out["preview"].endswith("previews/latest.png")
-    for name in ("loss_plot", "metrics_plot", "psnr_plot"):
+    for name in ("loss_plot", "metrics_plot", "psnr_plot", "identity_plot"):
         assert out[name].shape == (240, 520, 3) and out[name].dtype == np.uint8
     # real rows draw lines on a step axis; a single held-out point shows; PSNR has its own curve
     rows = [{"kind": "train", "step": 10, "loss_src": 0.9, "loss_dst": 0.8, "loss_total": 1.7},
             {"kind": "train", "step": 20, "loss_src": 0.7, "loss_dst": 0.6, "loss_total": 1.3},
-            {"kind": "eval", "step": 20, "ssim_src": 0.4, "ssim_dst": 0.5, "psnr_src": 18.0, "psnr_dst": 19.0}]
+            {"kind": "eval", "step": 20, "ssim_src": 0.4, "ssim_dst": 0.5, "psnr_src": 18.0, "psnr_dst": 19.0,
+             "id_closer_to_src": 0.25, "id_distance_src": 0.61}]
     drawn, empty = tab_train.metrics_plots(rows), tab_train.metrics_plots([])
 
     def blue(img):  # matplotlib's first series colour
         return int((np.abs(img.astype(int) - (31, 119, 180)).sum(axis=-1) < 40).sum())
 
-    for name in ("loss_plot", "metrics_plot", "psnr_plot"):
+    for name in ("loss_plot", "metrics_plot", "psnr_plot", "identity_plot"):
         assert blue(drawn[name]) > blue(empty[name]) + 40, name
     again = tab_train.poll_training(root, RUN, out["train_seen"])
     assert "preview" not in again and "loss_plot" not in again  # unchanged files are not re-sent

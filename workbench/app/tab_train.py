@@ -150,8 +150,8 @@ PLOT_SIZE = (520, 240)  # px of each metric plot in the page
 
 
 def metrics_plots(rows: list[dict]) -> dict[str, Any]:
-    """The Train tab's three plots as images: training losses, held-out SSIM with the identity score ("looks
-    like the source": share of src->dst swaps closer to the source), and held-out PSNR over steps.
+    """The Train tab's four plots as images: training losses, held-out SSIM, held-out PSNR, and the identity
+    score of src->dst swaps ("looks like the source": the share closer to the source, the median distance).
 
     Drawn by :func:`workbench.viz.series_plot` on a numeric step axis (a single point shows as a marker), from
     :func:`workbench.train.runs.metric_series`, so the page and the notebooks plot the same numbers.
@@ -162,16 +162,20 @@ def metrics_plots(rows: list[dict]) -> dict[str, Any]:
     losses = {k: v for k, v in metric_series(rows, "train").items() if k != "total"}
     evals = metric_series(rows, "eval")
     ssim = {k: v for k, v in evals.items() if k.startswith("ssim_")}
-    if "id_closer_to_src" in evals:  # the identity score: share of src->dst swaps that read as the source
-        ssim["looks like the source"] = evals["id_closer_to_src"]
+    # the identity score of src->dst swaps: the share that reads as the source, and the median distance to it
+    identity = {name: evals[key] for key, name in (("id_closer_to_src", "looks like the source (share)"),
+                                                  ("id_distance_src", "distance to the source (median)"))
+                if key in evals}
     psnr = {k: v for k, v in evals.items() if k.startswith("psnr_")}
     return {
         "loss_plot": to_uint8(viz.series_plot(losses, PLOT_SIZE, "training loss (mean of recent steps)",
                                               ylabel="loss")),
-        "metrics_plot": to_uint8(viz.series_plot(ssim, PLOT_SIZE, "held-out SSIM and 'looks like the source' "
-                                                 "(higher is better)", ylabel="0..1")),
+        "metrics_plot": to_uint8(viz.series_plot(ssim, PLOT_SIZE, "held-out SSIM (higher is better)",
+                                                 ylabel="SSIM")),
         "psnr_plot": to_uint8(viz.series_plot(psnr, PLOT_SIZE, "held-out PSNR (higher is better)",
                                               ylabel="dB")),
+        "identity_plot": to_uint8(viz.series_plot(identity, PLOT_SIZE, "does the swap look like the source? "
+                                                  "(share up, distance down)", ylabel="share / distance")),
     }
 
 

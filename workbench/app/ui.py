@@ -318,7 +318,9 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         empty = tab_train.metrics_plots([])
                         loss_plot = gr.Image(empty["loss_plot"], label="training loss", interactive=False,
                                              elem_id="loss-plot", format="png")
-                        metrics_plot = gr.Image(empty["metrics_plot"], label="held-out SSIM and looks like the source", interactive=False,
+                        identity_plot = gr.Image(empty["identity_plot"], label="looks like the source",
+                                                 interactive=False, elem_id="identity-plot", format="png")
+                        metrics_plot = gr.Image(empty["metrics_plot"], label="held-out SSIM", interactive=False,
                                                 elem_id="metrics-plot", format="png")
                         psnr_plot = gr.Image(empty["psnr_plot"], label="held-out PSNR", interactive=False,
                                              elem_id="psnr-plot", format="png")
@@ -495,7 +497,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         _wire(timer.tick, tab_train.poll_training, {**R, "run": run, "seen": train_seen},
               {"train_step": train_step, "train_status": live_status, "preview": preview,
                "preview_info": preview_info, "loss_plot": loss_plot, "metrics_plot": metrics_plot,
-               "psnr_plot": psnr_plot, "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
+               "psnr_plot": psnr_plot, "identity_plot": identity_plot, "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
         _wire(train_tab.select, page.refresh_lists, R, {"face_a": face_a, "face_b": face_b, "run": run})
         _wire(recon_btn.click, partial(tab_train.latent_reconstruct, ctx), {**R, "run": run, "face": face_a},
               {"status": train_status, "latent_image": latent_image}, concurrency_id="model")
