@@ -6,9 +6,9 @@
 # this is the CPU build. Nothing here downloads model weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=""
+extras="[local]"  # jupyterlab for the notebooks (an extra, so Colab's own Jupyter is never upgraded)
 if [[ "${1:-}" == "--test" ]]; then
-  extras="[test]"
+  extras="[local,test]"
   if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -51,6 +51,12 @@ RUN_NAME = "course"
 COURSE_FILE = "course.json"
 DRIVE_MOUNT = Path("/content/drive")
 DRIVE_FOLDER = "face-swap-workbench"
+PUBLISHED_REPO = ""
+"""The project's published GitHub location ("owner/name"), the ONE place it is written. Empty while the project
+has no public URL: then the notebooks' setup cell asks for an uploaded zip/wheel of the repository. A test keeps
+the README's "Open in Colab" line, each notebook's top link and each setup cell's ``REPO`` equal to it."""
+COLAB_URL = "https://colab.research.google.com/github/{repo}/blob/main/notebooks/{name}.ipynb"
+RECOGNISABLE_SHARE = 0.8  # "reads as the source": this share of held-out swaps is closer to the source identity
 
 # ------------------------------------------------------------------------------------------------- settings
 
@@ -70,6 +76,8 @@ class CourseSettings:
         train_preset, train_overrides: the course model (a :mod:`workbench.train` preset plus changes).
         course_steps: steps trained by :func:`ensure_course_run` when a notebook runs on its own.
         background_steps, background_seconds: notebook 04's background session (0 steps = no step limit).
+        target_steps, target_seconds: the course model's background session started by notebook 00 (it ends at
+            ``target_steps`` or after ``target_seconds``, whichever first; 03-06 use whatever it reached).
         cpu_threads: torch threads on CPU (1 keeps a shared 2-core machine responsive; 0 = torch's default).
         display_px: cell size for face grids shown inline.
     """
@@ -89,6 +97,8 @@ class CourseSettings:
     course_steps: int
     background_steps: int
     background_seconds: float
+    target_steps: int
+    target_seconds: float
     cpu_threads: int
     display_px: int
 
@@ -123,14 +133,16 @@ _SMALL = dict(
     train_overrides=(("archi", "df"), ("resolution", 32), ("ae_dims", 64), ("e_dims", 12), ("d_dims", 12),
                      ("d_mask_dims", 8), ("lr", 5e-4), ("preview_every", 25), ("metrics_every", 50),
                      ("save_every_seconds", 60.0), ("loader_workers", 0)),
-    course_steps=300, background_steps=300, background_seconds=300.0, cpu_threads=1, display_px=96,
+    course_steps=300, background_steps=300, background_seconds=300.0, target_steps=4000, target_seconds=1500.0,
+    cpu_threads=1, display_px=96,
 )
 _FULL = dict(
     face_size=256, sample_every=1, detect_max_side=800,
     tiny_resolution=64, tiny_steps=3000, tiny_warp=True, tiny_batch=32,
     train_preset="tiny",
     train_overrides=(("preview_every", 200), ("metrics_every", 500), ("save_every_seconds", 300.0)),
-    course_steps=3000, background_steps=0, background_seconds=1800.0, cpu_threads=0, display_px=128,
+    course_steps=3000, background_steps=0, background_seconds=1800.0, target_steps=30000, target_seconds=3 * 3600.0,
+    cpu_threads=0, display_px=128,
 )
 
 
@@ -165,9 +177,11 @@ def configure_torch(settings: CourseSettings) -> None:
         torch.set_num_threads(settings.cpu_threads)
 
 
-def setup(size: str | None = None, workspace: str | Path | None = None, *, verbose: bool = True) -> CourseSettings:
-    """What the first cells of every notebook do: workspace (Drive on Colab), settings, torch threads."""
-    settings = course_settings(size, prepare_workspace(workspace, verbose=verbose))
+def setup(size: str | None = None, workspace: str | Path | None = None, *, drive: bool = False,
+          verbose: bool = True) -> CourseSettings:
+    """What the first cells of every notebook do: workspace (on Google Drive when ``drive`` and on Colab),
+    settings, torch threads."""
+    settings = course_settings(size, prepare_workspace(workspace, drive=drive, verbose=verbose))
     configure_torch(settings)
     if verbose:
         print(settings.summary())
@@ -196,18 +210,27 @@ def workspace_dir(path: str | Path | None = None) -> Path:
     return chosen
 
 
+def colab_link(name: str, repo: str = PUBLISHED_REPO) -> str:
+    """The markdown "Open in Colab" line for notebook ``name`` (README and the notebook's first cell hold it
+    verbatim; a test checks). Without a published location it says how to open the notebook by upload."""
+    if repo:
+        return f"[Open in Colab]({COLAB_URL.format(repo=repo, name=name)})"
+    return ("**Open in Colab:** the project has no published location yet, so open Colab, *File → Upload "
+            f"notebook* `notebooks/{name}.ipynb`, then *Run all*: the setup cell asks for a zip of the repository.")
+
+
 def prepare_workspace(path: str | Path | None = None, *, drive: bool | None = None, verbose: bool = True) -> Path:
-    """Pick the course workspace; on Colab mount Google Drive first and use a folder there.
+    """Pick the course workspace; with ``drive`` on Colab mount Google Drive first and use a folder there.
 
     With the workspace on Drive, faces, checkpoints and run folders survive a disconnected runtime, and
     starting the trainer again resumes from the last checkpoint.
 
     Args:
         path: an explicit folder (wins over everything).
-        drive: mount Google Drive (default: only on Colab).
+        drive: mount Google Drive (only on Colab; default off: the notebooks' ``USE_DRIVE`` parameter).
         verbose: print what was decided.
     """
-    use_drive = is_colab() if drive is None else bool(drive)
+    use_drive = bool(drive) and is_colab()
     if path is None and use_drive:
         from google.colab import drive as colab_drive  # type: ignore[import-not-found]
 
@@ -216,7 +239,8 @@ def prepare_workspace(path: str | Path | None = None, *, drive: bool | None = No
         path = DRIVE_MOUNT / "MyDrive" / DRIVE_FOLDER
         message = f"Colab: the workspace is on Google Drive: {path}"
     else:
-        message = ("not on Colab: skipped the Drive mount" if not is_colab() else "Drive mount not requested")
+        message = ("not on Colab: skipped the Drive mount" if not is_colab() else
+                   "Drive off (USE_DRIVE = False): the workspace lives in this runtime and is lost on a disconnect")
     chosen = workspace_dir(path)
     if verbose:
         print(f"{message}; workspace: {chosen}")
@@ -447,6 +471,33 @@ def course_media(settings: CourseSettings | Path | str | None = None) -> CourseM
 # ------------------------------------------------------------------------------------------------- project
 
 
+@dataclass(frozen=True)
+class ColourPair:
+    """Two aligned faces whose skin tones and light differ (the demo portraits), for the colour-transfer lesson."""
+
+    face: np.ndarray = field(repr=False)  # the face to recolour (Grace Hopper), RGB float32
+    reference: np.ndarray = field(repr=False)  # the face whose colours it should take (the astronaut)
+    mask: np.ndarray = field(repr=False)  # the landmark hull of ``face``: where the statistics are measured
+    labels: tuple[str, str] = ("Grace Hopper (matplotlib sample photo)", "Eileen Collins (scikit-image 'astronaut')")
+
+
+def colour_pair(size: int = 128) -> ColourPair:
+    """The two bundled demo portraits as aligned ``whole_face`` crops of ``size`` px with the first one's hull mask:
+    an indoor studio portrait and an outdoor flash photo, so every colour transfer visibly moves the skin tone
+    (the course's real clips were filmed in the same studio and barely differ)."""
+    from .align import transform_matrix, transform_points, warp_face
+    from .demo_media import demo_destination_image, demo_source_image
+    from .detect import detect_faces
+    from .masks import hull_mask
+
+    faces = []
+    for image in (demo_source_image(), demo_destination_image()):
+        landmarks = detect_faces(image, "dlib")[0].landmarks
+        mat = transform_matrix(landmarks, size, "whole_face")
+        faces.append((warp_face(image, mat, size), transform_points(landmarks, mat)))
+    return ColourPair(faces[0][0], faces[1][0], hull_mask(faces[0][0].shape, faces[0][1]))
+
+
 def course_project_dir(settings: CourseSettings, media: CourseMedia | None = None) -> Path:
     """``WORKSPACE/course-<size>`` (``-demo`` appended when the demo faces are used)."""
     real = media.real if media is not None else _has_real_media()
@@ -519,17 +570,108 @@ def course_run_dir(project: Any) -> Path:
     return _root(project) / "models" / RUN_NAME
 
 
-def ensure_course_run(project: Any, settings: CourseSettings, *, progress: bool = False) -> Path:
-    """The course run folder with a checkpoint: reused when notebook 04 (or an earlier call) trained it,
-    otherwise trained here in the foreground for ``settings.course_steps`` steps."""
-    from .train import checkpoint_path, train
+def start_course_training(project: Any, settings: CourseSettings, *, verbose: bool = True) -> Any:
+    """Start the course model's background trainer (notebook 00, right after setup), or leave a running one be.
+
+    The normal trainer (:func:`workbench.train.start`, a detached process) on ``PROJECT/models/course`` with the
+    course options, ending at ``settings.target_steps`` or after ``settings.target_seconds``; a run folder with a
+    checkpoint resumes from it. It keeps training while the student reads notebooks 01-02; 03-06 use the
+    checkpoints it writes (:func:`ensure_course_run`). Returns the :class:`~workbench.train.TrainerHandle`, or
+    None when a trainer already holds the run or the run already reached its target.
+    """
+    from .train import start
+    from .train.runs import read_status, trainer_pid
 
     run_dir = course_run_dir(project)
-    if checkpoint_path(run_dir).is_file():
-        return run_dir
-    print(f"no trained course model yet: training {settings.course_steps} steps in this process ...")
-    result = train(run_dir, settings.train_options(), steps=settings.course_steps, progress=progress)
-    print(f"trained to step {result.step} in {result.seconds:.0f} s")
+    status = read_status(run_dir)
+    if trainer_pid(run_dir) is not None:
+        if verbose:
+            print(f"the course model is already training in the background ({status.step_text()})")
+        return None
+    if status.step >= settings.target_steps:
+        if verbose:
+            print(f"the course model already reached its {settings.target_steps} steps: nothing to start")
+        return None
+    handle = start(run_dir, settings.train_options(target_steps=settings.target_steps),
+                   max_seconds=settings.target_seconds, env=settings.trainer_env())
+    if verbose:
+        print(f"started the course model's trainer in the background (pid {handle.pid}, run folder {run_dir}): "
+              f"up to {settings.target_steps} steps or {settings.target_seconds / 60:.0f} min. It keeps going "
+              "while you read notebooks 01-02; 03-06 use what it has learned by then.")
+    return handle
+
+
+def _latest_identity(run_dir: Path) -> dict[str, Any] | None:
+    """The newest held-out evaluation row that carries the live identity score (``id_closer_to_src``)."""
+    from .train.runs import read_metrics
+
+    rows = [r for r in read_metrics(run_dir) if r.get("kind") == "eval" and isinstance(r.get("id_closer_to_src"),
+                                                                                         (int, float))]
+    return rows[-1] if rows else None
+
+
+def course_model_report(project: Any, settings: CourseSettings | None = None) -> str:
+    """Where the course model stands, in words: step, whether it still trains, its speed and time left, and
+    the live identity score (the share of held-out destination faces whose swap is closer to the source
+    identity than to the destination's, :mod:`workbench.quality`) with what that means for the pictures."""
+    from .train.runs import read_status, trainer_pid
+
+    run_dir = course_run_dir(project)
+    status = read_status(run_dir)
+    alive = trainer_pid(run_dir) is not None
+    lines = [f"course model: {status.step_text()}, " + (f"training in the background at {status.it_per_s:.1f} it/s"
+                                                         if alive else f"not training ({status.state})")]
+    if alive and status.eta_seconds:
+        lines.append(f"about {status.eta_seconds / 60:.0f} min until it ends its session")
+    ident = _latest_identity(run_dir)
+    if ident is None:
+        lines.append("identity score: none yet (it is measured at each held-out evaluation)")
+    else:
+        share = float(ident["id_closer_to_src"])
+        verdict = ("reads as the source" if share >= RECOGNISABLE_SHARE else
+                   "does not read as the source yet: the swaps below still look like an average face")
+        lines.append(f"identity score at step {ident['step']}: {share:.2f} of held-out swaps are closer to the "
+                     f"source than to the destination (recognisable from {RECOGNISABLE_SHARE:.1f}): {verdict}")
+        if share < RECOGNISABLE_SHARE and alive and status.it_per_s and settings is not None:
+            left = max(settings.target_steps - status.step, 0) / status.it_per_s
+            lines.append(f"if you can, come back in a few minutes (up to {left / 60:.0f} min to the target steps) "
+                         "and re-run this notebook: it picks up the newer checkpoint")
+    return "\n".join(lines)
+
+
+def ensure_course_run(project: Any, settings: CourseSettings, *, min_steps: int | None = None,
+                      timeout: float = 540.0, progress: bool = False) -> Path:
+    """The course run folder with a checkpoint of at least ``min_steps`` (default ``settings.course_steps``).
+
+    Uses the background trainer notebook 00 started (starting it here when nothing trains and no checkpoint is
+    good enough), waiting at most ``timeout`` seconds (printing its progress) so no cell blocks for long; then
+    the newest checkpoint is used whatever its step, and :func:`course_model_report` says where it stands.
+    """
+    from .train import checkpoint_path
+    from .train.runs import read_status, trainer_pid
+
+    run_dir = course_run_dir(project)
+    want = settings.course_steps if min_steps is None else int(min_steps)
+
+    def saved() -> int:
+        status = read_status(run_dir)
+        return (status.last_save_step or 0) if checkpoint_path(run_dir).is_file() else -1
+
+    if saved() < want and trainer_pid(run_dir) is None:
+        start_course_training(project, settings)
+    deadline = time.monotonic() + timeout
+    last_print = 0.0
+    while saved() < want and time.monotonic() < deadline and trainer_pid(run_dir) is not None:
+        if time.monotonic() - last_print > 30:
+            print(f"waiting for a checkpoint at step {want}: {read_status(run_dir).step_text()} ...", flush=True)
+            last_print = time.monotonic()
+        time.sleep(2)
+    while not checkpoint_path(run_dir).is_file() and trainer_pid(run_dir) is not None:
+        time.sleep(2)  # past the deadline: the first checkpoint is at most save_every_seconds away
+    if not checkpoint_path(run_dir).is_file():
+        raise ConfigError("the course model has no checkpoint and no trainer is running", run_dir,
+                          "run notebook 00 (it starts the training) or read trainer.log in the run folder")
+    print(course_model_report(project, settings))
     return run_dir
 
 
