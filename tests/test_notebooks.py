@@ -274,6 +274,27 @@ def test_colour_pair_differs_and_rct_closes_the_gap():
     assert np.abs(moved[inside].mean(0) - pair.reference[inside].mean(0)).max() < 0.25 * gap
 
 
+def test_loss_lesson_separates_what_each_loss_penalises():
+    from workbench.align import transform_matrix, transform_points, warp_face
+    from workbench.demo_media import demo_source_image
+    from workbench.detect import detect_faces
+
+    image = demo_source_image()
+    landmarks = detect_faces(image, "dlib")[0].landmarks
+    mat = transform_matrix(landmarks, 128, "whole_face")
+    lesson = course.loss_lesson(warp_face(image, mat, 128), transform_points(landmarks, mat), 96)
+    rows = lesson.rows
+    assert len(lesson.images) == len(lesson.labels) == len(rows) + 1
+    # per unit of MSE, DSSIM punishes a blur (structure gone) far more than a brightness shift (structure kept)
+    ratio = {k: r["dssim"] / r["mse"] for k, r in rows.items() if r["mse"] > 0}
+    assert ratio["blurred (sigma 1.5 px)"] > 3 * ratio["brighter (+0.08)"]
+    assert ratio["noise (sigma 0.05)"] > 3 * ratio["brighter (+0.08)"]
+    eyes = rows["eyes and mouth blurred only"]  # the eyes/mouth term sees what the whole-face terms average away
+    assert eyes["eyes_mouth"] > 5 * eyes["mse"] and eyes["mask"] == 0.0
+    assert rows["mask 4 px too small"]["mask"] > 0 and rows["mask 4 px too small"]["mse"] == 0.0
+    assert "| change | 10·MSE |" in course.loss_table(lesson)
+
+
 def test_course_media_falls_back_to_demo_faces(monkeypatch, tmp_path):
     empty = tmp_path / "no-data"
     empty.mkdir()

@@ -684,6 +684,64 @@ def labels(project: Any) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------------------- faces
 
 
+@dataclass(frozen=True)
+class LossLesson:
+    """One real face, changed in ways the training losses judge differently, with each loss's value.
+
+    ``rows`` maps a change to ``{"mse": ..., "dssim": ..., "eyes_mouth": ..., "mask": ...}`` (the SAEHD terms
+    of :mod:`workbench.losses`: 10·DSSIM and 10·MSE summed at this resolution, ``eyes_mouth_prio`` 300·L1 inside
+    the eyes+mouth mask, the learned-mask loss 10·MSE between masks)."""
+
+    images: tuple[np.ndarray, ...] = field(repr=False)
+    labels: tuple[str, ...]
+    rows: dict[str, dict[str, float]]
+
+
+def loss_lesson(face: np.ndarray, landmarks: np.ndarray, resolution: int = 96) -> LossLesson:
+    """Compare what MSE, DSSIM, the eyes/mouth priority and the mask loss penalise, on one aligned real face
+    (``landmarks`` in its pixels): a brightness shift (MSE high, structure intact), a blur (tiny MSE, DSSIM
+    high), a 2-pixel shift, noise, and blurred eyes+mouth only (the eyes/mouth term reacts most)."""
+    from . import losses
+    from .masks import eyes_mouth_mask, hull_mask
+
+    scale = resolution / face.shape[0]
+    face = cv2.resize(face.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_AREA)
+    lm = np.asarray(landmarks, np.float64) * scale
+    em = eyes_mouth_mask(face.shape, lm)
+    hull = hull_mask(face.shape, lm)
+    blurred = cv2.GaussianBlur(face, (0, 0), 1.5)
+    noise = np.random.default_rng(0).normal(0, 0.05, face.shape).astype(np.float32)
+    changes = {
+        "brighter (+0.08)": (face + 0.08, hull),
+        "blurred (sigma 1.5 px)": (blurred, hull),
+        "shifted 2 px right": (np.roll(face, 2, axis=1), np.roll(hull, 2, axis=1)),
+        "noise (sigma 0.05)": (face + noise, hull),
+        "eyes and mouth blurred only": (face * (1 - em[..., None]) + blurred * em[..., None], hull),
+        "mask 4 px too small": (face, cv2.erode(hull, np.ones((9, 9), np.uint8))),
+    }
+    target, target_mask = to_tensor(face[None]), to_tensor(hull[None, ..., None])
+    em_t = to_tensor(em[None, ..., None])
+    k1, _ = losses.dssim_kernel_sizes(resolution)
+    rows: dict[str, dict[str, float]] = {}
+    images, labels = [face], ["original"]
+    for name, (image, mask) in changes.items():
+        image = np.clip(image, 0, 1).astype(np.float32)
+        pred = to_tensor(image[None])
+        rows[name] = {"mse": float(10 * ((pred - target) ** 2).mean()), "dssim": float(10 * losses.dssim(pred, target, k1)[0]),
+                      "eyes_mouth": float(losses.eyes_mouth_loss(pred, target, em_t)[0]),
+                      "mask": float(losses.mask_loss(to_tensor(mask[None, ..., None]), target_mask)[0])}
+        images.append(image if "mask" not in name else np.dstack([mask] * 3))
+        labels.append(name)
+    return LossLesson(tuple(images), tuple(labels), rows)
+
+
+def loss_table(lesson: LossLesson) -> str:
+    """The lesson's values as a markdown table (one row per change)."""
+    head = "| change | 10·MSE | 10·DSSIM | eyes/mouth (300·L1) | mask (10·MSE) |\n|---|---|---|---|---|\n"
+    return head + "\n".join(f"| {n} | {r['mse']:.3f} | {r['dssim']:.3f} | {r['eyes_mouth']:.3f} | {r['mask']:.3f} |"
+                             for n, r in lesson.rows.items())
+
+
 def model_faces(folder: str | Path, face_type: str, resolution: int, limit: int | None = None) -> np.ndarray:
     """A faceset re-cropped to a model's face type and resolution: (N, R, R, 3) float32 RGB in [0, 1]."""
     from .train.data import load_face_bank
