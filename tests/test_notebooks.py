@@ -32,6 +32,7 @@ COURSE = (
     "04_training",
     "05_merge_and_colour",
     "06_video_and_postprocess",
+    "07_detecting_swaps",
 )
 CELL_TIMEOUT = 900  # seconds per cell; the small course needs well under a minute for any cell
 MAX_CELL_LINES = 25

@@ -675,6 +675,26 @@ def ensure_course_run(project: Any, settings: CourseSettings, *, min_steps: int 
     return run_dir
 
 
+def ensure_merged(project: Any, settings: CourseSettings) -> int:
+    """Merge the destination clip with the course model unless notebook 06 already did (frames in
+    ``PROJECT/merged``); uses the project's saved merge settings (notebook 05) or erode 10 / blur 40.
+    Returns the number of merged frames."""
+    from .merge import MergeConfig, MergeSettings, merge_project
+    from .project import Project
+    from .train import load_predictor
+
+    project = project if isinstance(project, Project) else Project.open(_root(project))
+    done = len(list(project.merged_dir.glob("*.png"))) if project.merged_dir.is_dir() else 0
+    if done:
+        print(f"reusing {done} merged frames in {project.merged_dir}")
+        return done
+    predictor = load_predictor(ensure_course_run(project, settings), device=settings.device)
+    saved = project.merge_settings_path
+    config = MergeConfig.load(saved) if saved.is_file() else MergeConfig(MergeSettings(erode=10, blur=40))
+    print(merge_project(project, predictor, config, resume=True, progress=False).format())
+    return len(list(project.merged_dir.glob("*.png")))
+
+
 def labels(project: Any) -> tuple[str, str]:
     """(source label, destination label) of the course project."""
     info = course_info(project).get("labels", {})
