@@ -40,7 +40,7 @@ def test_detector_separates_and_generalises_in_time():
     n = len(forensics.FEATURE_NAMES)
     real = rng.normal(0, 1, (60, n))
     swapped = rng.normal(0, 1, (60, n))
-    swapped[:, 17] += 4.0  # one informative feature: the high-frequency share
+    swapped[:, 16] += 4.0  # one informative feature: the high-frequency share
     train, test = forensics.time_split(60)
     assert (train.stop, test.start, test.stop) == (36, 36, 60)
     detector = forensics.train_detector(real[train], swapped[train])
