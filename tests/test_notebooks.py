@@ -296,6 +296,14 @@ def test_loss_lesson_separates_what_each_loss_penalises():
     assert "| change | 10·MSE |" in course.loss_table(lesson)
 
 
+def test_reference_pick_keeps_only_the_reference_person():
+    pick = course.reference_pick()
+    assert len(pick.distances) == 2 and len(pick.picked) == 1  # two people, one of them is the reference
+    kept = pick.picked[0]
+    assert pick.distances[kept] < pick.threshold <= pick.distances[1 - kept]
+    assert pick.picture.shape[2] == 3 and pick.picture.dtype == np.float32
+
+
 def test_course_media_falls_back_to_demo_faces(monkeypatch, tmp_path):
     empty = tmp_path / "no-data"
     empty.mkdir()

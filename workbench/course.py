@@ -498,6 +498,57 @@ def colour_pair(size: int = 128) -> ColourPair:
     return ColourPair(faces[0][0], faces[1][0], hull_mask(faces[0][0].shape, faces[0][1]))
 
 
+@dataclass(frozen=True)
+class ReferencePick:
+    """Picking the target person in a picture with two people by a reference photo (``targets.select_faces``)."""
+
+    picture: np.ndarray = field(repr=False)  # the group photo with boxes: green = picked, red = someone else
+    reference: np.ndarray = field(repr=False)
+    labels: tuple[str, str]  # (group photo, reference photo)
+    distances: tuple[float, ...]  # embedding distance of each detected face to the reference
+    picked: tuple[int, ...]  # indices of the faces that pass the threshold
+    threshold: float
+
+
+def reference_pick(threshold: float = 0.6) -> ReferencePick:
+    """Two people in one photo and a different photo of one of them: which face is the target?
+
+    Uses the shared test media (Obama and Biden together; a separate Biden portrait) when present, otherwise the
+    two demo portraits side by side with the first as its own reference."""
+    from .demo_media import demo_destination_image, demo_source_image
+    from .detect import detect_faces
+    from .identity import face_embedding, reference_embedding
+    from .targets import select_faces
+    from .testdata import shared_data_dir
+
+    data = shared_data_dir()
+    group_path = data / "stills/multi/two_people.jpg" if data else None
+    ref_path = data / "stills/biden/biden2.jpg" if data else None
+    if group_path is not None and group_path.is_file() and ref_path.is_file():
+        group, reference = read_image(group_path), read_image(ref_path)
+        names = ("Barack Obama and Joe Biden (shared test media)", "Joe Biden, another photo (shared test media)")
+    else:
+        a, b = demo_source_image(), demo_destination_image()
+        h = min(a.shape[0], b.shape[0])
+        a, b = (cv2.resize(x, (round(x.shape[1] * h / x.shape[0]), h)) for x in (a, b))
+        group, reference = np.concatenate([a, b], axis=1), demo_source_image()
+        names = ("Grace Hopper and Eileen Collins (demo portraits side by side)", "Grace Hopper (same photo)")
+    faces = detect_faces(group, "dlib")
+    ref = reference_embedding(reference)
+    distances = tuple(float(np.linalg.norm(face_embedding(group, f.landmarks) - ref)) for f in faces)
+    kept = select_faces(faces, group.shape, "all", reference=ref, threshold=threshold, image=group)
+    picked = tuple(i for i, f in enumerate(faces) if any(k.face is f for k in kept))
+    canvas = (np.clip(group, 0, 1) * 255).astype(np.uint8).copy()
+    thick = max(2, group.shape[1] // 300)
+    for i, (face, dist) in enumerate(zip(faces, distances)):
+        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        colour = (0, 200, 0) if i in picked else (220, 0, 0)
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thick)
+        cv2.putText(canvas, f"{dist:.2f}", (x0, max(0, y0 - 2 * thick)), cv2.FONT_HERSHEY_SIMPLEX,
+                    max(0.6, (x1 - x0) / 120), colour, thick)
+    return ReferencePick(canvas.astype(np.float32) / 255.0, reference, names, distances, picked, threshold)
+
+
 def course_project_dir(settings: CourseSettings, media: CourseMedia | None = None) -> Path:
     """``WORKSPACE/course-<size>`` (``-demo`` appended when the demo faces are used)."""
     real = media.real if media is not None else _has_real_media()
