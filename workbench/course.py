@@ -746,6 +746,49 @@ def ensure_merged(project: Any, settings: CourseSettings) -> int:
     return len(list(project.merged_dir.glob("*.png")))
 
 
+@dataclass(frozen=True)
+class VariantRun:
+    """One short comparison run (:func:`compare_variants`): its preview and its last held-out evaluation."""
+
+    name: str
+    run_dir: Path
+    step: int
+    preview: np.ndarray | None = field(repr=False)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+    def caption(self) -> str:
+        ev = self.evaluation
+        parts = [self.name, f"step {self.step}"]
+        if isinstance(ev.get("ssim_src"), (int, float)):
+            parts.append(f"SSIM {ev['ssim_src']:.2f}")
+        if isinstance(ev.get("id_closer_to_src"), (int, float)):
+            faces = ev.get("id_faces")
+            parts.append(f"identity {ev['id_closer_to_src']:.2f}" + (f" of {faces} faces" if faces else ""))
+        return ", ".join(parts)
+
+
+def compare_variants(project: Any, settings: CourseSettings, variants: Mapping[str, Mapping[str, Any]], *,
+                     steps: int, pretrained: str | Path | None = None) -> list[VariantRun]:
+    """Train each variant of the course options (e.g. ``{"DF": {"archi": "df"}, "LIAE": {"archi": "liae"}}``)
+    for the same ``steps`` on the same faces, in this process, each in ``PROJECT/models/cmp-<name>`` (a run that
+    already reached ``steps`` is reused), optionally starting from the ``pretrained`` run's weights; evaluates
+    on the held-out faces at the last step. Returns previews and evaluations side by side."""
+    from .train import train
+    from .train.runs import latest_preview, read_metrics, read_status
+
+    out = []
+    for name, changes in variants.items():
+        run_dir = _root(project) / "models" / ("cmp-" + "".join(c if c.isalnum() else "-" for c in name.lower()))
+        if read_status(run_dir).step < steps:
+            options = settings.train_options(**{"metrics_every": steps, "preview_every": steps, **dict(changes)})
+            train(run_dir, options, steps=steps, pretrained=pretrained, progress=False)
+        evals = [r for r in read_metrics(run_dir) if r.get("kind") == "eval"]
+        preview = latest_preview(run_dir)
+        out.append(VariantRun(name, run_dir, read_status(run_dir).step,
+                              read_image(preview) if preview is not None else None, evals[-1] if evals else {}))
+    return out
+
+
 def labels(project: Any) -> tuple[str, str]:
     """(source label, destination label) of the course project."""
     info = course_info(project).get("labels", {})
