@@ -16,6 +16,7 @@ import re
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -302,6 +303,26 @@ def test_reference_pick_keeps_only_the_reference_person():
     kept = pick.picked[0]
     assert pick.distances[kept] < pick.threshold <= pick.distances[1 - kept]
     assert pick.picture.shape[2] == 3 and pick.picture.dtype == np.float32
+
+
+def test_readable_preview_enlarges_and_captions_the_grid():
+    import torch
+
+    from workbench.train.preview import COLUMNS, HEADER_PX, make_grid
+
+    g = torch.Generator().manual_seed(0)
+    images = {}
+    for name in COLUMNS:
+        images[name] = torch.rand(3, 3, 32, 32, generator=g)
+        images[f"{name}_mask"] = torch.ones(3, 1, 32, 32)
+    grid = make_grid(images)
+    out = course.readable_preview(grid, 32, cell=96)
+    assert out.shape == (22 + 22 + 3 * 96, 2 * 5 * 96 + 8, 3)
+    # the swap column's faces are the grid's, enlarged (not another column)
+    swap = grid[HEADER_PX:, 4 * 32:5 * 32]
+    enlarged = out[44:, 4 * 96:5 * 96]
+    assert np.abs(cv2.resize(enlarged, (32, 3 * 32), interpolation=cv2.INTER_AREA) - swap).mean() < 0.08
+    assert course.readable_preview(grid, 64).shape == grid.shape  # wrong resolution: shown as it is
 
 
 def test_course_media_falls_back_to_demo_faces(monkeypatch, tmp_path):

@@ -337,6 +337,35 @@ def show(images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str] | None
     display(Image(data=png_bytes(compose(images, labels, ncols, cell=cell))))
 
 
+PREVIEW_CAPTIONS = ("src (real)", "src rebuilt", "dst (real)", "dst rebuilt", "SWAP src->dst")
+
+
+def readable_preview(grid: np.ndarray, resolution: int, cell: int = 96) -> np.ndarray:
+    """A trainer preview grid (:func:`workbench.train.preview.make_grid`: 5 columns, a 4 px gap, the 5 masked
+    columns, each ``resolution`` px wide under a small header) redrawn for reading: faces enlarged to ``cell``
+    px and captions in words ("SWAP src->dst", "... masked") that fit above them."""
+    from .train.preview import COLUMNS, HEADER_PX
+    from .viz import label_image
+
+    body = np.asarray(grid, np.float32)[HEADER_PX:]
+    n = len(COLUMNS)
+    starts = [i * resolution for i in range(n)] + [n * resolution + 4 + i * resolution for i in range(n)]
+    if starts[-1] + resolution > body.shape[1]:
+        return np.asarray(grid, np.float32)  # not a preview grid of this resolution: show it as it is
+    k = max(1, int(np.ceil(cell / resolution)))
+    halves = []
+    for half, title in ((starts[:n], "the whole crop"), (starts[n:], "times each image's mask")):
+        columns = []
+        for j, x in enumerate(half):
+            column = cv2.resize(body[:, x:x + resolution], None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+            header = label_image(np.ones((22, column.shape[1], 3), np.float32), PREVIEW_CAPTIONS[j])
+            columns.append(np.concatenate([header, np.clip(column, 0, 1)], axis=0))
+        block = np.concatenate(columns, axis=1)
+        halves.append(np.concatenate([label_image(np.ones((22, block.shape[1], 3), np.float32), title), block]))
+    gap = np.ones((halves[0].shape[0], 8, 3), np.float32)
+    return np.concatenate([halves[0], gap, halves[1]], axis=1)
+
+
 def help_table(help_texts: Mapping[str, str], values: Mapping[str, Any] | None = None,
                names: Sequence[str] | None = None, title: str = "option") -> Any:
     """A Markdown table ``option | value | what it does`` (an ``IPython.display.Markdown`` object)."""
