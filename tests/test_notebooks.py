@@ -426,9 +426,10 @@ def test_notebook_runs_top_to_bottom(name, course_workspace, monkeypatch):
 
         video = next(course_workspace.glob("course-*/output/course_swap.mp4"))
         assert read_provenance(video)["visible_label"] is True
+        from workbench.project import Project
         from workbench.quality import read_evaluation
 
-        evaluation = read_evaluation(video.parent.parent)  # the notebook scored its merged frames
+        evaluation = read_evaluation(Project.open(video.parent.parent))  # the notebook scored its merged frames
         assert evaluation and evaluation["frames_from"] == "merged" and evaluation["summary"]["faces_found"] > 0
         identity = evaluation["summary"]["identity"]
         assert 0.0 <= identity["closer_to_src"] <= 1.0

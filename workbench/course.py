@@ -707,11 +707,18 @@ def course_model_report(project: Any, settings: CourseSettings | None = None) ->
     if ident is None:
         lines.append("identity score: none yet (it is measured at each held-out evaluation)")
     else:
+        from .quality import READS_AS_SOURCE_DISTANCE
+
         share = float(ident["id_closer_to_src"])
+        distance = ident.get("id_distance_src")
         verdict = ("reads as the source" if share >= RECOGNISABLE_SHARE else
                    "does not read as the source yet: the swaps below still look like an average face")
-        lines.append(f"identity score at step {ident['step']}: {share:.2f} of held-out swaps are closer to the "
-                     f"source than to the destination (recognisable from {RECOGNISABLE_SHARE:.1f}): {verdict}")
+        lines.append(f"identity score at step {ident['step']}: {share:.2f} of {ident.get('id_faces', 'the')} held-out "
+                     f"swaps are closer to the source than to the destination (recognisable from "
+                     f"{RECOGNISABLE_SHARE:.1f}): {verdict}")
+        if isinstance(distance, (int, float)):
+            lines.append(f"median distance to the source {distance:.2f} (a face recogniser's 'same person' is "
+                         f"below 0.6; {READS_AS_SOURCE_DISTANCE} and less is a convincing likeness)")
         if share < RECOGNISABLE_SHARE and alive and status.it_per_s and settings is not None:
             left = max(settings.target_steps - status.step, 0) / status.it_per_s
             lines.append(f"if you can, come back in a few minutes (up to {left / 60:.0f} min to the target steps) "
