@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import CONSENT_RULE, __version__
-from .errors import ConfigError
+from .errors import ConfigError, WorkbenchError
 from .images import encode_image, read_image
 from .models.tiny import TinySwapAutoencoder
 from .tensors import to_images, to_tensor
@@ -726,6 +726,26 @@ def course_model_report(project: Any, settings: CourseSettings | None = None) ->
     return "\n".join(lines)
 
 
+def _show_live_preview(run_dir: Path, settings: CourseSettings, handle: Any) -> Any:
+    """Show (or update in place) the run's newest preview grid in the notebook; returns the display handle."""
+    from IPython.display import Image, display
+
+    from .train.runs import latest_preview
+
+    path = latest_preview(run_dir)
+    if path is None:
+        return handle
+    try:
+        grid = readable_preview(read_image(path), settings.train_options().resolution)
+    except WorkbenchError:
+        return handle  # the trainer is replacing the file right now: next time
+    image = Image(data=png_bytes(grid))
+    if handle is None:
+        return display(image, display_id=True)
+    handle.update(image)
+    return handle
+
+
 def ensure_course_run(project: Any, settings: CourseSettings, *, min_steps: int | None = None,
                       timeout: float = 540.0, progress: bool = False) -> Path:
     """The course run folder with a checkpoint of at least ``min_steps`` (default ``settings.course_steps``).
@@ -748,9 +768,14 @@ def ensure_course_run(project: Any, settings: CourseSettings, *, min_steps: int 
         start_course_training(project, settings)
     deadline = time.monotonic() + timeout
     last_print = 0.0
+    live = None  # the live preview shown while waiting (updated in place)
     while saved() < want and time.monotonic() < deadline and trainer_pid(run_dir) is not None:
         if time.monotonic() - last_print > 30:
-            print(f"waiting for a checkpoint at step {want}: {read_status(run_dir).step_text()} ...", flush=True)
+            status = read_status(run_dir)
+            left = (want - status.step) / status.it_per_s if status.it_per_s else None
+            print(f"waiting for a checkpoint at step {want}: {status.step_text()}"
+                  + (f", about {left / 60:.1f} min to go" if left else "") + " (the newest preview below)", flush=True)
+            live = _show_live_preview(run_dir, settings, live)
             last_print = time.monotonic()
         time.sleep(2)
     while not checkpoint_path(run_dir).is_file() and trainer_pid(run_dir) is not None:
