@@ -317,10 +317,10 @@ def test_readable_preview_enlarges_and_captions_the_grid():
         images[f"{name}_mask"] = torch.ones(3, 1, 32, 32)
     grid = make_grid(images)
     out = course.readable_preview(grid, 32, cell=96)
-    assert out.shape == (22 + 22 + 3 * 96, 2 * 5 * 96 + 8, 3)
+    assert out.shape == (36 + 22 + 22 + 3 * 96, 2 * 5 * 96 + 8, 3)
     # the swap column's faces are the grid's, enlarged (not another column)
     swap = grid[HEADER_PX:, 4 * 32:5 * 32]
-    enlarged = out[44:, 4 * 96:5 * 96]
+    enlarged = out[36 + 44:, 4 * 96:5 * 96]
     assert np.abs(cv2.resize(enlarged, (32, 3 * 32), interpolation=cv2.INTER_AREA) - swap).mean() < 0.08
     assert course.readable_preview(grid, 64).shape == grid.shape  # wrong resolution: shown as it is
 

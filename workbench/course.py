@@ -363,7 +363,9 @@ def readable_preview(grid: np.ndarray, resolution: int, cell: int = 96) -> np.nd
         block = np.concatenate(columns, axis=1)
         halves.append(np.concatenate([label_image(np.ones((22, block.shape[1], 3), np.float32), title), block]))
     gap = np.ones((halves[0].shape[0], 8, 3), np.float32)
-    return np.concatenate([halves[0], gap, halves[1]], axis=1)
+    grid = np.concatenate([halves[0], gap, halves[1]], axis=1)
+    # a blank band on top: room for the caption :func:`show` writes over an image, so no column title is hidden
+    return np.concatenate([np.ones((36, grid.shape[1], 3), np.float32), grid], axis=0)
 
 
 def help_table(help_texts: Mapping[str, str], values: Mapping[str, Any] | None = None,
