@@ -434,7 +434,9 @@ def test_notebook_runs_top_to_bottom(name, course_workspace, monkeypatch):
         identity = evaluation["summary"]["identity"]
         assert 0.0 <= identity["closer_to_src"] <= 1.0
         # measured and recorded (the course's bar is course.RECOGNISABLE_SHARE; see the README's course table)
-        _record_time(name, seconds, identity_share=identity["closer_to_src"], model_step=evaluation["step"])
+        _record_time(name, seconds, identity_share=identity["closer_to_src"], model_step=evaluation["step"],
+                     median_distance_src=identity["median_distance_src"],
+                     median_distance_dst=identity["median_distance_dst"])
     # nothing the notebooks make may land in the repository
     assert not [p for p in NOTEBOOK_DIR.iterdir() if p.suffix != ".ipynb" and p.name != ".ipynb_checkpoints"]
 
