@@ -652,14 +652,15 @@ def course_run_dir(project: Any) -> Path:
     return _root(project) / "models" / RUN_NAME
 
 
-def start_course_training(project: Any, settings: CourseSettings, *, verbose: bool = True) -> Any:
+def start_course_training(project: Any, settings: CourseSettings, *, more_steps: int = 0, verbose: bool = True) -> Any:
     """Start the course model's background trainer (notebook 00, right after setup), or leave a running one be.
 
     The normal trainer (:func:`workbench.train.start`, a detached process) on ``PROJECT/models/course`` with the
     course options, ending at ``settings.target_steps`` or after ``settings.target_seconds``; a run folder with a
     checkpoint resumes from it. It keeps training while the student reads notebooks 01-02; 03-06 use the
     checkpoints it writes (:func:`ensure_course_run`). Returns the :class:`~workbench.train.TrainerHandle`, or
-    None when a trainer already holds the run or the run already reached its target.
+    None when a trainer already holds the run or the run already reached its target. ``more_steps`` > 0 trains
+    that many steps past a run that already reached its target (notebook 04 needs a live trainer to watch).
     """
     from .train import start
     from .train.runs import read_status, trainer_pid
@@ -670,15 +671,18 @@ def start_course_training(project: Any, settings: CourseSettings, *, verbose: bo
         if verbose:
             print(f"the course model is already training in the background ({status.step_text()})")
         return None
-    if status.step >= settings.target_steps:
-        if verbose:
-            print(f"the course model already reached its {settings.target_steps} steps: nothing to start")
-        return None
-    handle = start(run_dir, settings.train_options(target_steps=settings.target_steps),
+    target = settings.target_steps
+    if status.step >= target:
+        if more_steps <= 0:
+            if verbose:
+                print(f"the course model already reached its {target} steps: nothing to start")
+            return None
+        target = status.step + int(more_steps)
+    handle = start(run_dir, settings.train_options(target_steps=target),
                    max_seconds=settings.target_seconds, env=settings.trainer_env())
     if verbose:
         print(f"started the course model's trainer in the background (pid {handle.pid}, run folder {run_dir}): "
-              f"up to {settings.target_steps} steps or {settings.target_seconds / 60:.0f} min. It keeps going "
+              f"up to {target} steps or {settings.target_seconds / 60:.0f} min. It keeps going "
               "while you read notebooks 01-02; 03-06 use what it has learned by then.")
     return handle
 
