@@ -34,6 +34,7 @@ COURSE = (
     "05_merge_and_colour",
     "06_video_and_postprocess",
     "07_detecting_swaps",
+    "08_segmentation_xseg",
 )
 CELL_TIMEOUT = 900  # seconds per cell; the small course needs well under a minute for any cell
 MAX_CELL_LINES = 25

@@ -856,6 +856,65 @@ def compare_variants(project: Any, settings: CourseSettings, variants: Mapping[s
     return out
 
 
+def occlude_frame(frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame with a dark "microphone" held in front of the mouth (a bar from the bottom edge ending in a
+    round head over the lips), and the microphone's mask (HW float32): an occlusion the landmark hull ignores."""
+    lm = np.asarray(landmarks, np.float64)
+    mouth = lm[48:68].mean(axis=0)
+    width = float(np.ptp(lm[:17, 0]))
+    h, w = frame.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    tip = (int(round(mouth[0] + 0.15 * width)), int(round(mouth[1])))
+    cv2.line(mask, (int(round(tip[0] + 0.35 * width)), h + 10), tip, 1, max(3, int(0.12 * width)))
+    cv2.circle(mask, tip, max(4, int(0.16 * width)), 1, -1)
+    alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)[..., None]
+    shade = np.linspace(0.12, 0.3, w, dtype=np.float32)[None, :, None]  # a little shading: not a flat sticker
+    return frame * (1 - alpha) + shade * alpha, alpha[..., 0]
+
+
+def label_outlines(folder: str | Path, count: int = 2) -> list[Path]:
+    """Label ``count`` faces of a faceset (spread over it) with one *include* polygon each: the face outline from
+    the landmarks (jaw, then the brows raised a little), written into the face files as the Segment tab's editor
+    would. Returns the labelled files."""
+    from .faceset import scan_faceset, update_face_meta
+    from .segment.labels import SegPolygon
+
+    records = scan_faceset(folder).faces
+    picked = [records[i] for i in np.linspace(0, len(records) - 1, min(count, len(records))).round().astype(int)]
+    for record in picked:
+        lm = np.asarray(record.meta.landmarks, np.float64)
+        brows = lm[26:16:-1].copy()
+        brows[:, 1] -= 0.12 * np.ptp(lm[:, 1])  # the forehead up to a bit above the brows
+        outline = np.concatenate([lm[:17], brows])
+        update_face_meta(record.path, seg_polys=(SegPolygon("include", tuple(map(tuple, outline))),))
+    return [r.path for r in picked]
+
+
+@dataclass(frozen=True)
+class XSegBootstrap:
+    """What :func:`bootstrap_xseg` trained: the run folder, its step, and held-out IoU of XSeg and of the hull."""
+
+    run_dir: Path
+    step: int
+    iou: float | None
+    hull_iou: float | None
+
+
+def bootstrap_xseg(project: Any, settings: CourseSettings, steps: int) -> XSegBootstrap:
+    """Train the course's XSeg model (``PROJECT/xseg/course``) for ``steps`` more steps in this process, on both
+    facesets (labelled faces first, the rest on their hull with synthetic occluders); a small network on CPU."""
+    from .segment.trainer import XSegOptions, XSegTrainer, default_run_dir, project_folders
+
+    run_dir = default_run_dir(project, "course")
+    options = XSegOptions(resolution=64 if settings.is_small else 128, batch_size=4 if settings.is_small else 8,
+                          heldout=4 if settings.is_small else 16, preview_every=max(10, steps),
+                          metrics_every=max(10, steps), cpu_threads=settings.cpu_threads, device=settings.device)
+    trainer = XSegTrainer(options, project_folders(project), run_dir=run_dir)
+    trainer.run(steps=steps)
+    scores = trainer.evaluate()
+    return XSegBootstrap(run_dir, int(trainer.step), scores.get("iou"), scores.get("hull_iou"))
+
+
 def labels(project: Any) -> tuple[str, str]:
     """(source label, destination label) of the course project."""
     info = course_info(project).get("labels", {})
