@@ -326,6 +326,22 @@ def test_readable_preview_enlarges_and_captions_the_grid():
     assert course.readable_preview(grid, 64).shape == grid.shape  # wrong resolution: shown as it is
 
 
+def test_occlude_frame_covers_the_mouth_only():
+    from workbench.demo_media import demo_source_image
+    from workbench.detect import detect_faces
+
+    frame = demo_source_image()
+    landmarks = detect_faces(frame, "dlib")[0].landmarks
+    occluded, mic = course.occlude_frame(frame, landmarks)
+    assert occluded.shape == frame.shape and mic.shape == frame.shape[:2]
+    x, y = np.round(landmarks[48:68].mean(axis=0)).astype(int)
+    assert mic[y, x + 3] > 0.9 or mic[y, x] > 0.9  # over the mouth
+    eyes = np.round(landmarks[36:48].mean(axis=0)).astype(int)
+    assert mic[eyes[1], eyes[0]] == 0.0  # the eyes stay visible
+    changed = np.abs(occluded - frame).max(axis=2) > 0.01
+    assert changed[mic < 0.01].sum() == 0 and changed.mean() < 0.2
+
+
 def test_course_media_falls_back_to_demo_faces(monkeypatch, tmp_path):
     empty = tmp_path / "no-data"
     empty.mkdir()
