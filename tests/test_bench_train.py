@@ -59,6 +59,15 @@ def test_not_a_dfl_checkout_is_refused(tmp_path, capsys):
         bench_train.main(["--smoke", "--dfl", str(FAKE_DFL)])
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")
+    return not (state.exists() and state.read_text().split(") ")[-1].startswith("Z"))  # a zombie is gone
+
+
 def _row(dfl: list[dict]) -> dict:
     return {"name": "cfg", "device": "cpu", "precision": "fp32", "threads": 2, "s_per_it": 0.5, "s_per_it_min": 0.4,
             "s_per_it_max": 0.6, "cpu_s_per_it": 0.9, "peak_mb": 100.0, "gflops": 10.0, "data_share": 0.1,
@@ -101,3 +110,4 @@ def test_side_by_side_against_standin_dfl(tmp_path):
         meta = seen["src_meta"][0]
         assert meta["face_type"] == "full_face" and np.asarray(meta["landmarks"]).shape == (68, 2)
         assert meta["source_rect"] == [0, 0, 32, 32]
+        assert not _alive(seen["worker_pid"])  # the side's worker processes do not outlive the benchmark

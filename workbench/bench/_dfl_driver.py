@@ -169,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             model.train_one_iter()
         say({"event": "timed", "steps": steps, "wall": time.perf_counter() - wall0, "cpu": cpu_seconds() - cpu0})
     sys.stdout.flush()
-    # DFL's sample generators are daemon processes that may block on full queues: leave without joining them.
+    # DFL's sample generators are daemon processes that may block on full queues: stop them, then leave without
+    # joining them (os._exit skips the interpreter's own join, which could wait forever).
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
     os._exit(0)
 
 

@@ -22,9 +22,11 @@ counted matmul/conv work, the share of the step spent producing the batch (the "
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -209,8 +211,9 @@ class TimedProcess:
         self.label = label
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in close()
+        # its own process group, so close() can stop whatever it started (DFL's sample-generator workers)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     text=True, env=env, bufsize=1)
+                                     text=True, env=env, bufsize=1, start_new_session=True)
         self.ready = self._read()
         self.rounds: list[dict] = []
 
@@ -242,6 +245,8 @@ class TimedProcess:
             self.proc.wait(timeout=60)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # no worker outlives the benchmark
         self._log.close()
 
     def summary(self) -> dict:

@@ -1,7 +1,9 @@
 """Stand-in model base: asks its options through the prompts, as DFL does, and does fixed numpy work per step."""
 
 import json
+import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,13 @@ class ModelBase:
         self.batch_size = self.options.get("batch_size", 4)
         self.iter = 0
         self.rng = np.random.default_rng(0)
+        # like DFL's sample generators: a daemon worker process that would outlive a careless driver
+        self.worker = multiprocessing.Process(target=time.sleep, args=(3600,), daemon=True)
+        self.worker.start()
         self.report = {
             "model_name": force_model_name, "cpu_only": cpu_only, "options": self.options,
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+            "worker_pid": self.worker.pid,
             "src_faces": sorted(p.name for p in Path(training_data_src_path).glob("*.jpg")),
             "src_meta": [json.loads(p.read_text()) for p in sorted(Path(training_data_src_path).glob("*.json"))],
         }
