@@ -7,6 +7,8 @@ import os
 import signal
 from pathlib import Path
 
+from ..train.runs import pid_alive
+
 
 def process_start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22), None if gone.
@@ -24,16 +26,6 @@ def process_start_time(pid: int) -> int | None:
     if fields[0] == "Z":
         return None  # a zombie has finished
     return int(fields[19])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def same_process_alive(pid: int | None, start_time: int | None) -> bool:

@@ -17,7 +17,6 @@ brightness/contrast, blur and noise.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MetadataError, TrainingError
+from ..errors import TrainingError
+from ..train.data import load_each
 from .labels import has_labels, rasterize_polygons
 
 
@@ -96,17 +96,7 @@ def load_seg_bank(folders: Sequence[str | Path], resolution: int, *, workers: in
         records += list(scan.faces)
         broken += list(scan.broken)
 
-    def job(record):
-        try:
-            return _load_one(record.path, resolution)
-        except (MetadataError, ValueError, OSError, cv2.error) as exc:
-            return exc
-
-    if workers > 0 and len(records) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(job, records))
-    else:
-        results = [job(r) for r in records]
+    results = load_each(records, lambda record: _load_one(record.path, resolution), workers)
     images, targets, labelled, paths = [], [], [], []
     for record, result in zip(records, results):
         if isinstance(result, Exception):

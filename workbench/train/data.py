@@ -14,6 +14,7 @@ a resumed run draws exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,21 @@ YAW_BINS = 128
 YAW_RANGE = 1.2  # radians; DFL bins yaw in [-1.2, 1.2]
 MASK_NAMES = ("full_face", "eyes_mouth")
 
+
+
+def load_each(records: Sequence[Any], load: Callable[[Any], Any], workers: int) -> list[Any]:
+    """``load(record)`` for every record, on ``workers`` threads (decoding releases the GIL); a file that cannot
+    be read (broken metadata or pixels) gives its exception in its place, so the caller names it and goes on."""
+    def one(record: Any) -> Any:
+        try:
+            return load(record)
+        except (MetadataError, ValueError, OSError, cv2.error) as exc:
+            return exc
+
+    if workers > 0 and len(records) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, records))
+    return [one(r) for r in records]
 
 def check_faceset_folder(folder: str | Path, side: str, batch_size: int) -> int:
     """Cheap pre-flight check (file count only); raises TrainingError. Returns the number of face files."""
@@ -164,17 +180,7 @@ def load_face_bank(folder: str | Path, side: str, face_type: str, resolution: in
             else f"extract {side} faces into this folder first",
         )
 
-    def job(record):
-        try:
-            return _load_one(record.path, face_type, resolution, need_yaw)
-        except (MetadataError, ValueError, OSError, cv2.error) as exc:
-            return exc
-
-    if workers > 0 and len(records) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(job, records))
-    else:
-        results = [job(r) for r in records]
+    results = load_each(records, lambda record: _load_one(record.path, face_type, resolution, need_yaw), workers)
     images, masks, yaws, paths = [], [], [], []
     recropped = resized = 0
     for record, result in zip(records, results):

@@ -329,7 +329,7 @@ def read_status(run_dir: str | Path) -> RunStatus:
     except (TypeError, ValueError):
         return RunStatus(run_dir=run_dir, state="corrupt", alive=running_pid is not None,
                          last_error=f"status.json has malformed fields [{path}]")
-    alive = running_pid is not None or (pid is not None and _lock_unsupported() and _pid_alive(pid))
+    alive = running_pid is not None or (pid is not None and _lock_unsupported() and pid_alive(pid))
     return RunStatus(run_dir=run_dir, alive=alive, **values)
 
 
@@ -435,7 +435,8 @@ def _lock_unsupported() -> bool:
     return False
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists and has not finished (a zombie waiting to be reaped counts as gone)."""
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, ValueError, OverflowError):
@@ -521,7 +522,7 @@ def trainer_pid(run_dir: str | Path) -> int | None:
     except ImportError:  # no flock (Windows): fall back on the pid written in status.json
         data = _read_json(Path(run_dir) / STATUS_NAME) or {}
         pid = data.get("pid")
-        return pid if pid and data.get("state") in ACTIVE_STATES and _pid_alive(pid) else None
+        return pid if pid and data.get("state") in ACTIVE_STATES and pid_alive(pid) else None
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
