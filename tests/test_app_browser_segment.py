@@ -121,6 +121,8 @@ def _walk(app, page) -> None:
         expect(page.locator("#seg-info")).to_contain_text(f"drawing: {k} point(s)", timeout=30_000)
     page.locator("#seg-close").click()
     expect(page.locator("#seg-info")).to_contain_text("1 include, 0 exclude")
+    # the open polygon's line ("drawing: 4 point(s)") also counts it as an include: wait for the close itself
+    expect(page.locator("#seg-info")).not_to_contain_text("drawing:", timeout=30_000)
     print(f"\nSegment tab click -> redraw in the browser: median {statistics.median(latencies):.0f} ms, "
           f"max {max(latencies):.0f} ms over {len(latencies)} clicks")
 
