@@ -31,8 +31,8 @@ def run_steps(opt_cls, p0: torch.Tensor, grads: list[torch.Tensor], **kw) -> tor
     return p.detach()
 
 
-@pytest.mark.parametrize("foreach", [False, True])
-def test_adabelief_matches_hand_computed_update(foreach):
+@pytest.mark.parametrize("foreach, flat", [(False, False), (True, False), (None, True)])
+def test_adabelief_matches_hand_computed_update(foreach, flat):
     rng = np.random.default_rng(0)
     p0 = rng.normal(size=(5, 7)).astype(np.float32)
     grads = [rng.normal(size=(5, 7)).astype(np.float32) for _ in range(3)]
@@ -42,10 +42,10 @@ def test_adabelief_matches_hand_computed_update(foreach):
     m = 0.1 * g
     v = 0.001 * (0.9 * g) ** 2
     one = p0 - lr * m / (np.sqrt(v) + 1e-6)
-    got = run_steps(AdaBelief, torch.from_numpy(p0), [torch.from_numpy(grads[0])], lr=lr, foreach=foreach)
+    got = run_steps(AdaBelief, torch.from_numpy(p0), [torch.from_numpy(grads[0])], lr=lr, foreach=foreach, flat=flat)
     np.testing.assert_allclose(got.numpy(), one, rtol=1e-5, atol=1e-6)
     got3 = run_steps(
-        AdaBelief, torch.from_numpy(p0), [torch.from_numpy(x) for x in grads], lr=lr, foreach=foreach
+        AdaBelief, torch.from_numpy(p0), [torch.from_numpy(x) for x in grads], lr=lr, foreach=foreach, flat=flat
     )
     np.testing.assert_allclose(got3.numpy(), numpy_adabelief(p0, grads, lr=lr), rtol=1e-5, atol=1e-6)
 
@@ -67,7 +67,7 @@ def test_foreach_and_loop_paths_agree_with_several_tensors():
         for foreach in (False, True):
             ps = [torch.nn.Parameter(x.clone()) for x in p0]
             opt = cls(
-                ps, lr=1e-3, foreach=foreach, lr_dropout=0.5, generator=torch.Generator().manual_seed(7)
+                ps, lr=1e-3, foreach=foreach, flat=False, lr_dropout=0.5, generator=torch.Generator().manual_seed(7)
             )
             for gs in grads:
                 for p, g in zip(ps, gs):
@@ -78,11 +78,12 @@ def test_foreach_and_loop_paths_agree_with_several_tensors():
             torch.testing.assert_close(a, b)
 
 
-def test_rmsprop_matches_torch_rmsprop():
+@pytest.mark.parametrize("flat", [False, True])
+def test_rmsprop_matches_torch_rmsprop(flat):
     torch.manual_seed(1)
     p0 = torch.randn(6, 6)
     grads = [torch.randn(6, 6) for _ in range(5)]
-    ours = run_steps(RMSprop, p0, grads, lr=2e-4)
+    ours = run_steps(RMSprop, p0, grads, lr=2e-4, flat=flat)
     theirs = run_steps(torch.optim.RMSprop, p0, grads, lr=2e-4, alpha=0.9, eps=1e-6)
     torch.testing.assert_close(ours, theirs)
 
@@ -99,6 +100,71 @@ def test_lr_dropout_updates_about_30_percent_and_is_deterministic(cls):
     # a fresh mask every step: after two steps more than 30% have moved
     two = run_steps(cls, p0, [g, g], lr=1e-2, lr_dropout=0.3, generator=torch.Generator().manual_seed(3))
     assert (two != 0).float().mean().item() == pytest.approx(1 - 0.7**2, abs=0.02)
+
+
+def _train_small(cls, *, flat: bool, steps: int = 5, reload_at: int | None = None):
+    """A conv net trained a few steps with lr_dropout; optionally the optimiser is saved and reloaded midway."""
+    torch.manual_seed(4)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.LeakyReLU(0.1), torch.nn.Conv2d(8, 2, 3))
+    x = torch.randn(4, 3, 12, 12)
+    gen = torch.Generator().manual_seed(9)
+    opt = cls(net.parameters(), lr=1e-2, lr_dropout=0.3, generator=gen, foreach=True, flat=flat)
+    losses = []
+    for step in range(steps):
+        if step == reload_at:
+            state = opt.state_dict()
+            opt = cls(net.parameters(), lr=1e-2, lr_dropout=0.3, generator=gen, foreach=True, flat=flat)
+            opt.load_state_dict(state)
+        opt.zero_grad(set_to_none=True)
+        loss = net(x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return net, opt, losses
+
+
+@pytest.mark.parametrize("chunk", [1 << 16, 100])  # one chunk; chunks that cut through tensors
+@pytest.mark.parametrize("cls", [AdaBelief, RMSprop])
+def test_flat_buffers_give_the_multi_tensor_results_exactly(cls, chunk, monkeypatch):
+    from workbench.optim import _FlatGroup
+
+    monkeypatch.setattr(_FlatGroup, "CHUNK", chunk)
+    net_a, opt_a, losses_a = _train_small(cls, flat=False)
+    net_b, opt_b, losses_b = _train_small(cls, flat=True)
+    assert losses_a == losses_b  # bit for bit: same operations, same lr_dropout draws
+    for a, b in zip(net_a.parameters(), net_b.parameters()):
+        assert torch.equal(a, b)
+    # the parameters, gradients and state really are views into one buffer each
+    flat = opt_b._flat_groups[0]
+    params = list(net_b.parameters())
+    base = flat.params.data_ptr()
+    assert all(base <= p.data_ptr() < base + flat.params.numel() * 4 for p in params)
+    assert all(p.grad.data_ptr() >= flat.grads.data_ptr() for p in params)
+    for name in cls.STATE:
+        s_ptr = flat.state[name].data_ptr()
+        assert all(s_ptr <= opt_b.state[p][name].data_ptr() < s_ptr + flat.state[name].numel() * 4 for p in params)
+    for a, b in zip(net_a.parameters(), params):
+        for name in cls.STATE:
+            assert torch.equal(opt_a.state[a][name], opt_b.state[b][name])
+
+
+@pytest.mark.parametrize("cls", [AdaBelief, RMSprop])
+def test_flat_buffers_survive_a_state_reload_and_a_module_reload(cls):
+    _, _, straight = _train_small(cls, flat=True, steps=6)
+    _, _, reloaded = _train_small(cls, flat=True, steps=6, reload_at=3)
+    assert straight == reloaded  # state_dict round trip mid-run (checkpoint resume) changes nothing
+    net, opt, _ = _train_small(cls, flat=True, steps=2)
+    before = [p.detach().clone() for p in net.parameters()]
+    net.load_state_dict({k: v + 1.0 for k, v in net.state_dict().items()})  # copies into the views
+    for p, b in zip(net.parameters(), before):
+        torch.testing.assert_close(p.detach(), b + 1.0)
+    assert torch.equal(opt._flat_groups[0].params[: before[0].numel()], before[0].reshape(-1) + 1.0)
+    net[0].weight.data = net[0].weight.data.clone()  # storage replaced behind the optimiser's back
+    opt.zero_grad(set_to_none=True)
+    net(torch.randn(2, 3, 12, 12)).sum().backward()
+    opt.step()  # rebuilds its buffers instead of updating a stale copy
+    base = opt._flat_groups[0].params.data_ptr()
+    assert base <= net[0].weight.data_ptr() < base + opt._flat_groups[0].params.numel() * 4
 
 
 def test_invalid_arguments_raise():

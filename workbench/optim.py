@@ -19,6 +19,13 @@
 
       sched = LambdaLR(opt, lambda s: lr_cos_factor(s, 500) * warmup_factor(s, 0))
 
+- Flat buffers (CPU default, ``flat=None``): on the first step a parameter group's parameters, gradients and
+  state are packed into one contiguous buffer each (the parameters and state tensors become views into them,
+  so modules, ``state_dict`` and checkpoints see the same tensors as before). Each update is then a handful of
+  large multi-threaded operations that allocate nothing; per-tensor updates allocate a model-sized temporary per
+  operation every step, and on CPU those page faults and ~100 small loops cost about as much as the arithmetic.
+  The operations are the multi-tensor path's, in the same order, and one ``uniform_`` over the flat buffer draws
+  the same lr_dropout numbers as one per tensor, so results are identical (tested).
 - clipgrad: DFL clips by the global norm at 1.0 (``g·c / max(norm, c)``); use
   ``torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)`` between ``backward()`` and ``step()``. (torch
   scales by ``c / (norm + 1e-6)`` when the norm exceeds c: the same up to 1e-6.)
@@ -55,6 +62,77 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps)
 
 
+class _FlatGroup:
+    """One parameter group packed into contiguous buffers (see the module docstring, "Flat buffers").
+
+    ``params``, ``grads`` and each ``state[name]`` hold every tensor of the group back to back, in group order;
+    the parameters' ``.data`` and the optimiser's state tensors are views into them. ``scratch`` holds the
+    per-step temporaries, ``uniform``/``keep`` the lr_dropout draw and mask.
+    """
+
+    # 64k float32 per stream: the ~6 streams of a chunk fit a core's L2 cache, so each of the ~8 operations of an
+    # update reads cache instead of memory (measured on 38M parameters, 1 thread: 235 -> 155 ms per update, 80 of
+    # it the serial random draw); each chunk still splits over 2 threads (torch's grain is 32k elements)
+    CHUNK = 1 << 16
+
+    def __init__(self, params: list[torch.Tensor], states: list[dict[str, Any]], names: tuple[str, ...]):
+        total = sum(p.numel() for p in params)
+        like = params[0]
+        self.params = torch.empty(total, dtype=like.dtype, device=like.device)
+        self.grads = torch.empty_like(self.params)
+        self.scratch = torch.empty_like(self.params)
+        self.state = {name: torch.empty_like(self.params) for name in names}
+        self.uniform: torch.Tensor | None = None
+        self.keep: torch.Tensor | None = None
+        self.names = names
+        self.sizes = [p.numel() for p in params]
+        with torch.no_grad():
+            for p, segment in zip(params, self._segments(self.params)):
+                segment.copy_(p.reshape(-1))
+                p.data = segment.view_as(p)
+            for name in names:
+                for p, st, segment in zip(params, states, self._segments(self.state[name])):
+                    segment.copy_(st[name].reshape(-1))
+                    st[name] = segment.view_as(p)
+        self.signature = self.signature_of(params, states, names)
+
+    def _segments(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        return list(flat.split(self.sizes))
+
+    @staticmethod
+    def eligible(params: list[torch.Tensor]) -> bool:
+        """Dense, contiguous CPU tensors of one floating dtype (channels-last weights keep the per-tensor path)."""
+        dtype = params[0].dtype
+        return all(p.device.type == "cpu" and p.dtype == dtype and p.is_floating_point() and p.is_contiguous()
+                   and p.grad is not None and p.grad.layout == torch.strided for p in params)
+
+    @staticmethod
+    def signature_of(params: list[torch.Tensor], states: list[dict[str, Any]], names: tuple[str, ...]) -> tuple:
+        """What must not change for the views to stay valid: the tensors and where their data lives."""
+        return tuple((id(p), p.data_ptr(), *(st[n].data_ptr() for n in names)) for p, st in zip(params, states))
+
+    def gather_grads(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """Copy the gradients into ``grads`` and leave each ``p.grad`` a view of it (autograd's tensors are freed)."""
+        torch.cat([p.grad.reshape(-1) for p in params], out=self.grads)
+        for p, segment in zip(params, self._segments(self.grads)):
+            p.grad = segment.view_as(p)
+        return self.grads
+
+    def chunks(self) -> list[slice]:
+        """Consecutive slices of ``CHUNK`` elements: each update operation then works on data still in cache."""
+        total = self.params.numel()
+        return [slice(start, min(start + self.CHUNK, total)) for start in range(0, total, self.CHUNK)]
+
+    def keep_mask(self, chunk: slice, keep: float, generator: torch.Generator | None) -> torch.Tensor:
+        """Bernoulli(keep) as bools for one chunk. Drawn chunk after chunk in order, these are the same numbers
+        as `_keep_masks` draws tensor after tensor (one float per element from the same generator)."""
+        if self.uniform is None:
+            self.uniform = torch.empty_like(self.params, dtype=torch.float32)
+            self.keep = torch.empty_like(self.params, dtype=torch.bool)
+        uniform = self.uniform[chunk].uniform_(generator=generator)
+        return torch.lt(uniform, keep, out=self.keep[chunk])
+
+
 def _keep_masks(
     params: list[torch.Tensor], keep: float, generator: torch.Generator | None
 ) -> list[torch.Tensor]:
@@ -77,6 +155,7 @@ class _DFLOptimizer(Optimizer):
         lr_dropout: float,
         generator: torch.Generator | None,
         foreach: bool | None,
+        flat: bool | None = None,
     ):
         if not 0.0 < lr_dropout <= 1.0:
             raise ValueError(
@@ -87,6 +166,34 @@ class _DFLOptimizer(Optimizer):
         defaults = dict(defaults, lr_dropout=lr_dropout, foreach=foreach)
         super().__init__(params, defaults)
         self.generator = generator
+        self.flat = flat
+        self._flat_groups: dict[int, _FlatGroup] = {}
+
+    def _flat_group(self, index: int, group: dict[str, Any], params: list[torch.Tensor],
+                    names: tuple[str, ...]) -> _FlatGroup | None:
+        """The group's flat buffers when the flat path applies (built, or rebuilt after a state or device change)."""
+        generator_ok = self.generator is None or self.generator.device.type == "cpu"
+        wanted = self.flat if self.flat is not None else True
+        if not (wanted and generator_ok and len(params) == len(group["params"]) and _FlatGroup.eligible(params)):
+            return None
+        states = [self.state[p] for p in params]
+        flat = self._flat_groups.get(index)
+        if flat is None or flat.signature != _FlatGroup.signature_of(params, states, names):
+            flat = self._flat_groups[index] = _FlatGroup(params, states, names)
+        return flat
+
+    def _init_state(self, params: list[torch.Tensor], names: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Each parameter's state (zeros on first use), its ``step`` counted up."""
+        states = []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                for name in names:
+                    state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            states.append(state)
+        return states
 
     def _use_foreach(self, group: dict[str, Any], params: list[torch.Tensor]) -> bool:
         if group["foreach"] is not None:
@@ -109,13 +216,24 @@ class _DFLOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             params = self._params_with_grad(group)
-            if params:
+            if not params:
+                continue
+            self._init_state(params, self.STATE)
+            flat = self._flat_group(index, group, params, self.STATE)
+            if flat is not None:
+                self._update_flat(group, flat, flat.gather_grads(params))
+            else:
                 self._update_group(group, params)
         return loss
 
+    STATE: tuple[str, ...] = ()
+
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def _update_flat(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor) -> None:
         raise NotImplementedError
 
 
@@ -130,6 +248,8 @@ class AdaBelief(_DFLOptimizer):
         lr_dropout: keep probability of each update element (1.0 = off, DFL "y" = 0.3).
         generator: torch.Generator for the lr_dropout masks (None: the global RNG of the parameter's device).
         foreach: use the multi-tensor ``torch._foreach_*`` path (default: when every parameter is on CUDA).
+        flat: pack each group into flat buffers (default None = when every parameter is a contiguous CPU
+            tensor; False under DDP, which keeps references to the gradients' storage).
 
     State per parameter: ``step`` (int), ``exp_avg`` (m), ``exp_avg_var`` (v).
     """
@@ -143,25 +263,36 @@ class AdaBelief(_DFLOptimizer):
         lr_dropout: float = 1.0,
         generator: torch.Generator | None = None,
         foreach: bool | None = None,
+        flat: bool | None = None,
     ):
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
             raise ValueError(f"betas must lie in [0, 1), got {betas}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps), lr_dropout, generator, foreach)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps), lr_dropout, generator, foreach, flat)
+
+    STATE = ("exp_avg", "exp_avg_var")
+
+    def _update_flat(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor) -> None:
+        """The multi-tensor path's operations, in its order, on the flat buffers, cache-sized chunk by chunk."""
+        beta1, beta2 = group["betas"]
+        lr, eps, keep = group["lr"], group["eps"], group["lr_dropout"]
+        for c in flat.chunks():
+            m, v, tmp, g = flat.state["exp_avg"][c], flat.state["exp_avg_var"][c], flat.scratch[c], grads[c]
+            m.mul_(beta1).add_(g, alpha=1.0 - beta1)
+            torch.sub(g, m, out=tmp)
+            v.mul_(beta2).addcmul_(tmp, tmp, value=1.0 - beta2)
+            torch.sqrt(v, out=tmp).add_(eps)
+            if keep >= 1.0:
+                flat.params[c].addcdiv_(m, tmp, value=-lr)
+                continue
+            tmp.reciprocal_().mul_(m).mul_(flat.keep_mask(c, keep, self.generator))
+            flat.params[c].add_(tmp, alpha=-lr)
 
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         beta1, beta2 = group["betas"]
         lr, eps, keep = group["lr"], group["eps"], group["lr_dropout"]
-        grads, ms, vs = [], [], []
-        for p in params:
-            state = self.state[p]
-            if not state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_var"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
-            grads.append(p.grad)
-            ms.append(state["exp_avg"])
-            vs.append(state["exp_avg_var"])
+        grads = [p.grad for p in params]
+        ms = [self.state[p]["exp_avg"] for p in params]
+        vs = [self.state[p]["exp_avg_var"] for p in params]
         masks = _keep_masks(params, keep, self.generator) if keep < 1.0 else None
 
         if self._use_foreach(group, params):
@@ -213,22 +344,31 @@ class RMSprop(_DFLOptimizer):
         lr_dropout: float = 1.0,
         generator: torch.Generator | None = None,
         foreach: bool | None = None,
+        flat: bool | None = None,
     ):
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"rho must lie in [0, 1), got {rho}")
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps), lr_dropout, generator, foreach)
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps), lr_dropout, generator, foreach, flat)
+
+    STATE = ("square_avg",)
+
+    def _update_flat(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor) -> None:
+        """The multi-tensor path's operations, in its order, on the flat buffers, cache-sized chunk by chunk."""
+        rho, lr, eps, keep = group["rho"], group["lr"], group["eps"], group["lr_dropout"]
+        for c in flat.chunks():
+            acc, tmp, g = flat.state["square_avg"][c], flat.scratch[c], grads[c]
+            acc.mul_(rho).addcmul_(g, g, value=1.0 - rho)
+            torch.sqrt(acc, out=tmp).add_(eps)
+            if keep >= 1.0:
+                flat.params[c].addcdiv_(g, tmp, value=-lr)
+                continue
+            tmp.reciprocal_().mul_(g).mul_(flat.keep_mask(c, keep, self.generator))
+            flat.params[c].add_(tmp, alpha=-lr)
 
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         rho, lr, eps, keep = group["rho"], group["lr"], group["eps"], group["lr_dropout"]
-        grads, accs = [], []
-        for p in params:
-            state = self.state[p]
-            if not state:
-                state["step"] = 0
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
-            grads.append(p.grad)
-            accs.append(state["square_avg"])
+        grads = [p.grad for p in params]
+        accs = [self.state[p]["square_avg"] for p in params]
         masks = _keep_masks(params, keep, self.generator) if keep < 1.0 else None
 
         if self._use_foreach(group, params):

@@ -62,13 +62,14 @@ class DF(nn.Module):
 
     # ---- training forward -----------------------------------------------------------------------------------
     def forward(
-        self, warped_src: torch.Tensor, warped_dst: torch.Tensor, return_codes: bool = False
+        self, warped_src: torch.Tensor, warped_dst: torch.Tensor, return_codes: bool = False, with_swap: bool = True
     ) -> dict[str, torch.Tensor]:
-        """Reconstructions and the swap for one training batch.
+        """Reconstructions and the swap for one training batch (both sides through the encoder in one batch).
 
         Args:
             warped_src, warped_dst: (B, 3, res, res) in [0, 1] (batch sizes may differ).
             return_codes: also return ``"src_code"`` / ``"dst_code"`` (for the TrueFace code discriminator).
+            with_swap: also decode the swap (``src_dst``); training skips it when no loss reads it.
 
         Returns:
             ``src_src``, ``dst_dst``, ``src_dst`` (swap): (B, 3, res, res) in [0, 1]; each with a ``*_mask``
@@ -77,16 +78,12 @@ class DF(nn.Module):
         n_src = warped_src.shape[0]
         codes = self.inter(self.encoder(torch.cat([warped_src, warped_dst], 0)))  # (Bs+Bd, C, r, r)
         src_code, dst_code = codes[:n_src], codes[n_src:]
-        img, mask = self.decoder_src(codes)  # decoder_src on [src_code; dst_code]: src_src and the swap
+        # decoder_src on [src_code; dst_code] gives src_src and the swap; on src_code alone without the swap
+        img, mask = self.decoder_src(codes if with_swap else src_code)
         dst_dst, dst_dst_mask = self.decoder_dst(dst_code)
-        out = {
-            "src_src": img[:n_src],
-            "src_src_mask": mask[:n_src],
-            "dst_dst": dst_dst,
-            "dst_dst_mask": dst_dst_mask,
-            "src_dst": img[n_src:],
-            "src_dst_mask": mask[n_src:],
-        }
+        out = {"src_src": img[:n_src], "src_src_mask": mask[:n_src], "dst_dst": dst_dst, "dst_dst_mask": dst_dst_mask}
+        if with_swap:
+            out["src_dst"], out["src_dst_mask"] = img[n_src:], mask[n_src:]
         if return_codes:
             out["src_code"], out["dst_code"] = src_code, dst_code
         return out

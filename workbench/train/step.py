@@ -115,19 +115,7 @@ class TrainForward(nn.Module):
 
     def forward(self, warped_src: torch.Tensor, warped_dst: torch.Tensor) -> dict[str, torch.Tensor]:
         model = self.model
-        if self.need_swap:
-            out = model(warped_src, warped_dst, return_codes=self.need_codes)
-        else:
-            if model.config.archi == "df":  # DF's code does not depend on the identity: one encoder pass
-                codes = model.encode(torch.cat([warped_src, warped_dst], 0), "src")
-                src_code, dst_code = codes[: warped_src.shape[0]], codes[warped_src.shape[0]:]
-            else:
-                src_code, dst_code = model.encode(warped_src, "src"), model.encode(warped_dst, "dst")
-            src_src, src_src_mask = model.decode(src_code, "src")
-            dst_dst, dst_dst_mask = model.decode(dst_code, "dst")
-            out = {"src_src": src_src, "src_src_mask": src_src_mask, "dst_dst": dst_dst, "dst_dst_mask": dst_dst_mask}
-            if self.need_codes:
-                out["src_code"], out["dst_code"] = src_code, dst_code
+        out = model(warped_src, warped_dst, return_codes=self.need_codes, with_swap=self.need_swap)
         if self.need_style_swap:
             with torch.no_grad():
                 code = model.swap_code(warped_dst)

@@ -40,7 +40,7 @@ from ..optim import AdaBelief, RMSprop, lr_cos_factor, warmup_factor
 from . import checkpoint as ck
 from .callback import Callback, TrainResult
 from .data import TrainData, gather
-from .device import DistContext, resolve_device, resolve_precision
+from .device import DistContext, keep_freed_cpu_memory, resolve_device, resolve_precision
 from .options import TrainOptions
 from .preview import make_grid, predict_preview, preview_rows
 from .runs import backups_dir, checkpoint_path
@@ -106,6 +106,8 @@ class Trainer:
         self.src_dir, self.dst_dir = Path(src_dir), Path(dst_dir)
         self.config = opts.model_config()
         self.precision, precision_note = resolve_precision(opts.precision, self.device)
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()  # no page faults for the activations every step re-allocates
         self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
         # ---- data (every rank holds the faces and draws the same global batch) ----
@@ -226,11 +228,14 @@ class Trainer:
     def _make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         opts = self.options
         params = list(params)
-        foreach = True  # multi-tensor updates: far fewer kernel launches / Python iterations
+        # multi-tensor updates (far fewer kernel launches); flat buffers on CPU, except under DDP, whose reducer
+        # keeps its own references to the gradients
+        dfl = dict(lr=opts.lr, lr_dropout=opts.lr_dropout, generator=self.dropout_gen, foreach=True,
+                   flat=False if self.dist.enabled else None)
         if opts.optimizer == "adabelief":
-            return AdaBelief(params, lr=opts.lr, lr_dropout=opts.lr_dropout, generator=self.dropout_gen, foreach=foreach)
+            return AdaBelief(params, **dfl)
         if opts.optimizer == "rmsprop":
-            return RMSprop(params, lr=opts.lr, lr_dropout=opts.lr_dropout, generator=self.dropout_gen, foreach=foreach)
+            return RMSprop(params, **dfl)
         fused = self.device.type in ("cuda", "cpu")
         return torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999), eps=1e-7,
                                 fused=fused, foreach=None if fused else True)
