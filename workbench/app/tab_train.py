@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -29,18 +28,12 @@ LATENT_CELL = 160  # the latent panel shows faces at least this large
 DEFAULT_RUN = "tiny"  # the run name offered when a project has none yet
 
 
-def option_fields() -> list[tuple[str, str, Any]]:
-    """``(name, type, default)`` for every training option, in dataclass order."""
-    from ..train.options import TrainOptions
+def option_specs() -> dict[str, Any]:
+    """Every training option's :class:`workbench.options.OptionSpec` (help, range, choices), in dataclass order:
+    the tab's controls are generated from it."""
+    from ..train.options import OPTION_SPECS
 
-    return [(f.name, f.type if isinstance(f.type, str) else f.type.__name__, f.default) for f in fields(TrainOptions)]
-
-
-def option_choices() -> dict[str, tuple[str, ...]]:
-    """The training options limited to a list of names (``train.options.OPTION_CHOICES``)."""
-    from ..train.options import OPTION_CHOICES
-
-    return dict(OPTION_CHOICES)
+    return dict(OPTION_SPECS)
 
 
 def run_choices(root: str | None) -> list[str]:
