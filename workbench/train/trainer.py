@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -56,16 +55,6 @@ from .step import (
 from .tuning import CpuThreadTuner
 
 LOG_EVERY = 10  # steps between "train" rows in metrics.jsonl
-
-
-def _numpy_global_state() -> list:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, torch.from_numpy(np.asarray(keys, np.int64)), int(pos), int(has_gauss), float(cached)]
-
-
-def _numpy_global_restore(state: list) -> None:
-    name, keys, pos, has_gauss, cached = state
-    np.random.set_state((name, np.asarray(keys.cpu().numpy(), np.uint32), pos, has_gauss, cached))
 
 
 class Trainer:
@@ -171,18 +160,11 @@ class Trainer:
         self.resumed = False
         ckpt_file = checkpoint_path(self.run_dir) if self.run_dir is not None else None
         if ckpt_file is not None and ckpt_file.exists():
-            ckpt = ck.load_checkpoint(ckpt_file, map_location=self.device)
-            mismatch = ck.config_mismatch(ckpt, opts)
-            if mismatch:
-                raise ck.mismatch_error(mismatch, ckpt_file)
-            self._restore(ckpt, restore_rng=True)
+            self._restore(ck.read_checkpoint(ckpt_file, opts, map_location=self.device), restore_rng=True)
             self.resumed = True
             self.last_save_step = self.step
         elif pretrained is not None:
-            ckpt = ck.load_checkpoint(pretrained, map_location=self.device)
-            mismatch = ck.config_mismatch(ckpt, opts)
-            if mismatch:
-                raise ck.mismatch_error(mismatch, pretrained)
+            ckpt = ck.read_checkpoint(pretrained, opts, map_location=self.device)
             self.model.load_state_dict(ckpt["model"])
             if ckpt.get("pretrain") and not opts.pretrain:
                 self._end_pretraining()
@@ -249,15 +231,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def checkpoint_dict(self) -> dict[str, Any]:
         """The self-describing checkpoint (see :mod:`workbench.train.checkpoint`)."""
-        rng = {
-            "torch": torch.get_rng_state(),
-            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-            "numpy": _numpy_global_state(),
-            "python": ck.python_rng_state(random.getstate()),
-            "augment": self.aug_gen.get_state(),
-            "dropout": self.dropout_gen.get_state(),
-            "sampler": self.data.state_dict(),
-        }
         return {
             "schema_version": ck.SCHEMA_VERSION, "kind": ck.KIND, "workbench_version": __version__,
             "model_config": self.config.to_dict(), "options": self.requested_options.to_dict(),
@@ -269,55 +242,25 @@ class Trainer:
                            "gan": None if self.gan_opt is None else self.gan_opt.state_dict(),
                            "code": None if self.code_opt is None else self.code_opt.state_dict()},
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "rng": rng,
+            "rng": ck.capture_rng(self._parts()),
             "loss_history": self.loss_history[-ck.LOSS_HISTORY_KEEP:],
             "collapse_events": list(self.collapse_events[-50:]),
         }
 
+    def _parts(self) -> ck.TrainParts:
+        return ck.TrainParts(self.model, self.opt, self.gan_d, self.gan_opt, self.code_d, self.code_opt,
+                             self.scaler, self.aug_gen, self.dropout_gen, self.data)
+
     def _restore(self, ckpt: dict[str, Any], *, restore_rng: bool) -> None:
-        opts = self.options
-        self.model.load_state_dict(ckpt["model"])
-        old = ckpt.get("options", {})
-        step = int(ckpt.get("step", 0))
-        same_opt = old.get("optimizer") == opts.optimizer
-        if ckpt.get("pretrain") and not opts.pretrain:
+        """Adopt a checkpoint (:func:`workbench.train.checkpoint.apply_checkpoint` does the loading)."""
+        restored = ck.apply_checkpoint(ckpt, self._parts(), self.options, restore_rng_state=restore_rng)
+        if restored.ends_pretraining:
             self._end_pretraining()
             return
-        if same_opt and ckpt["optimizers"].get("model") is not None:
-            self.opt.load_state_dict(ckpt["optimizers"]["model"])
-        elif not same_opt:
-            self.notes.append(f"optimizer changed ({old.get('optimizer')} -> {opts.optimizer}): its state starts fresh")
-        same_gan = (old.get("gan_dims"), old.get("gan_patch_size") or max(3, opts.resolution // 8)) == (
-            opts.gan_dims, opts.effective_gan_patch_size)
-        discs = ckpt.get("discriminators") or {}
-        if self.gan_d is not None and discs.get("gan") is not None and same_gan:
-            self.gan_d.load_state_dict(discs["gan"])
-            if same_opt and ckpt["optimizers"].get("gan") is not None:
-                self.gan_opt.load_state_dict(ckpt["optimizers"]["gan"])
-        elif self.gan_d is not None and discs.get("gan") is not None:
-            self.notes.append("GAN patch size/dims changed: the discriminator starts fresh (as DFL)")
-        if self.code_d is not None and discs.get("code") is not None:
-            self.code_d.load_state_dict(discs["code"])
-            if same_opt and ckpt["optimizers"].get("code") is not None:
-                self.code_opt.load_state_dict(ckpt["optimizers"]["code"])
-        if self.scaler.is_enabled() and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.step = step
-        self.loss_history = [list(r) for r in ckpt.get("loss_history", [])]
-        self.collapse_events = list(ckpt.get("collapse_events", []))
-        rng = ckpt.get("rng") or {}
-        if restore_rng and rng:
-            torch.set_rng_state(rng["torch"].cpu())
-            if rng.get("cuda") and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-            _numpy_global_restore(rng["numpy"])
-            random.setstate(ck.python_rng_restore(rng["python"]))
-            self.aug_gen.set_state(rng["augment"].cpu())
-            self.dropout_gen.set_state(rng["dropout"].cpu())
-            try:
-                self.data.load_state_dict(rng["sampler"])
-            except (KeyError, ValueError, IndexError):
-                self.notes.append("the faceset changed since the checkpoint: sampling restarts from the seed")
+        self.notes += restored.notes
+        self.step = restored.step
+        self.loss_history = restored.loss_history
+        self.collapse_events = restored.collapse_events
 
     def _weights_finite(self) -> bool:
         nets = [n for n in (self.model, self.gan_d, self.code_d) if n is not None]
