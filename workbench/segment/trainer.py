@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, TrainingError, WorkbenchError
 from ..fileutil import atomic_write_json
 from ..models.xseg import XSegConfig, XSegLite
+from ..train.loop import RunControl, RunLoop
 from ..train.runs import (
     CONFIG_NAME,
     STATUS_NAME,
@@ -54,7 +54,6 @@ from .data import SegBank, load_seg_bank, make_batch
 
 CHECKPOINT_KIND = "workbench.segment.checkpoint"
 CHECKPOINT_SCHEMA = 1
-LOG_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,9 @@ def iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
-class XSegTrainer:
-    """Train :class:`XSegLite` on faceset folders; duck-compatible with the face trainer's callbacks."""
+class XSegTrainer(RunControl):
+    """Train :class:`XSegLite` on faceset folders; the face trainer's control surface and run loop
+    (:mod:`workbench.train.loop`), so the same callbacks drive it."""
 
     def __init__(self, options: XSegOptions, folders: list[str | Path], *, run_dir: str | Path | None = None,
                  callbacks: list[Callback] | None = None, bank: SegBank | None = None):
@@ -134,17 +134,9 @@ class XSegTrainer:
         self.dist = DistContext()
         self.ranks_in_sync = True
         self.notes: list[str] = []
-        self.collapse_events: list[dict] = []
-        self.state = "starting"
+        self._init_control(speed_window=30)
         self.step = 0
         self.resumed = False
-        self.paused = False
-        self.last_save_step: int | None = None
-        self.last_save_time: float | None = None
-        self.session_limit_step: int | None = None
-        self._stop = self._save_req = self._preview_req = False
-        self._step_times: deque[float] = deque(maxlen=30)
-        self._recent: deque[dict[str, float]] = deque(maxlen=50)
         self.data = bank if bank is not None else load_seg_bank(folders, o.resolution, min_faces=max(2, o.batch_size))
         self.rng = np.random.default_rng(o.seed)
         self.gen = torch.Generator(device="cpu").manual_seed(o.seed)
@@ -286,41 +278,8 @@ class XSegTrainer:
             cb.on_save(self, path)
         return path
 
-    # -- the face trainer's control surface (driven by RunDirWriter's command files) -----------------
-    def request_stop(self) -> None:
-        self._stop = True
-
-    def request_save(self) -> None:
-        self._save_req = True
-
-    def request_preview(self) -> None:
-        self._preview_req = True
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self._event({"kind": "state", "state": state})
-
-    def _event(self, event: dict[str, Any]) -> None:
-        if event["kind"] == "save_refused":
-            self.collapse_events.append(event)
-        for cb in self.callbacks:
-            cb.on_event(self, event)
-
     def effective_resolution(self) -> int:
         return self.options.resolution
-
-    @property
-    def it_per_s(self) -> float:
-        if len(self._step_times) < 2:
-            return 0.0
-        span = self._step_times[-1] - self._step_times[0]
-        return (len(self._step_times) - 1) / span if span > 0 else 0.0
 
     def mean_losses(self) -> dict[str, float]:
         if not self._recent:
@@ -328,84 +287,10 @@ class XSegTrainer:
         return {k: float(np.mean([r[k] for r in self._recent if math.isfinite(r[k])] or [float("nan")]))
                 for k in self._recent[-1]}
 
-    def eta_seconds(self, limit_step: int | None = None) -> float | None:
-        target = limit_step or self.options.target_steps
-        if not target or self.it_per_s <= 0:
-            return None
-        return max(0.0, (target - self.step) / self.it_per_s)
-
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, steps: int | None = None, seconds: float | None = None) -> TrainResult:
         """Train until ``steps`` more steps, ``seconds``, ``target_steps`` or a stop command; saves at the end."""
-        o = self.options
-        t0 = time.monotonic()
-        start_step = self.step
-        self.session_limit_step = start_step + steps if steps else None
-        last_save = time.monotonic()
-        error: BaseException | None = None
-        state = "stopped"
-        self._set_state("running")
-        self._preview_req = True
-        for cb in self.callbacks:
-            cb.on_start(self)
-        try:
-            while True:
-                if self._stop:
-                    break
-                if self.paused:
-                    if self.state != "paused":
-                        self._set_state("paused")
-                    for cb in self.callbacks:
-                        cb.on_idle(self)
-                    time.sleep(0.2)
-                    continue
-                if self.state == "paused":
-                    self._set_state("running")
-                if o.target_steps and self.step >= o.target_steps:
-                    state = "finished"
-                    break
-                if steps is not None and self.step - start_step >= steps:
-                    break
-                if seconds is not None and time.monotonic() - t0 >= seconds:
-                    break
-                vals = self.train_step()
-                self._step_times.append(time.monotonic())
-                self._recent.append(vals)
-                for cb in self.callbacks:
-                    cb.on_step_end(self, vals)
-                if self.step % LOG_EVERY == 0:
-                    row = {"kind": "train", "step": self.step, "time": time.time(), "it_per_s": self.it_per_s,
-                           **{f"loss_{k}": v for k, v in self.mean_losses().items()}}
-                    for cb in self.callbacks:
-                        cb.on_metrics(self, row)
-                if o.metrics_every and self.step % o.metrics_every == 0:
-                    row = {"kind": "eval", "step": self.step, "time": time.time(), **self.evaluate()}
-                    for cb in self.callbacks:
-                        cb.on_metrics(self, row)
-                if self._preview_req or (o.preview_every and self.step % o.preview_every == 0):
-                    self._preview_req = False
-                    grid = self.preview()
-                    for cb in self.callbacks:
-                        cb.on_preview(self, grid)
-                if self._save_req or (o.save_every_seconds and time.monotonic() - last_save >= o.save_every_seconds):
-                    self._save_req = False
-                    self.save()
-                    last_save = time.monotonic()
-            if self.last_save_step != self.step:
-                self.save()
-        except KeyboardInterrupt as exc:
-            error = exc
-            if self.last_save_step != self.step:
-                self.save()
-        except BaseException as exc:
-            error, state = exc, "error"
-            raise
-        finally:
-            self.state = state
-            for cb in self.callbacks:
-                cb.on_end(self, state, error)
-        return TrainResult(state, self.step, self.step - start_step, time.monotonic() - t0, self.mean_losses(),
-                           None if error is None else str(error))
+        return RunLoop(self, steps, seconds).run()
 
 
 def load_xseg_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
