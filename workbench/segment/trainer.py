@@ -262,21 +262,12 @@ class XSegTrainer(RunControl):
             self.rng.bit_generator.state = json.loads(rng["numpy"])
 
     def save(self) -> Path | None:
-        from ..train.checkpoint import save_checkpoint
-
         if self.run_dir is None:
             return None
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             self._event({"kind": "save_refused", "step": self.step, "reason": "non-finite weights"})
             return None
-        previous = self.state
-        self._set_state("saving")
-        path = save_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict())
-        self.last_save_step, self.last_save_time = self.step, time.time()
-        self._set_state(previous if previous != "saving" else "running")
-        for cb in self.callbacks:
-            cb.on_save(self, path)
-        return path
+        return self._write_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict())
 
     def effective_resolution(self) -> int:
         return self.options.resolution

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .callback import TrainResult
@@ -82,6 +84,22 @@ class RunControl:
             self.collapse_events = self.collapse_events[-50:]
         for cb in self.callbacks:
             cb.on_event(self, event)
+
+    def _write_checkpoint(self, path: Any, checkpoint: dict[str, Any],
+                          after_write: Callable[[Path], None] | None = None) -> Path:
+        """Save ``checkpoint`` atomically to ``path`` while the state reads "saving"; tell the callbacks."""
+        from .checkpoint import save_checkpoint  # torch: imported only by a trainer that saves
+
+        previous = self.state
+        self._set_state("saving")
+        written = save_checkpoint(path, checkpoint)
+        if after_write is not None:
+            after_write(written)
+        self.last_save_step, self.last_save_time = self.step, time.time()
+        self._set_state(previous if previous != "saving" else "running")
+        for cb in self.callbacks:
+            cb.on_save(self, written)
+        return written
 
     def _emit_preview(self) -> None:
         grid = self.preview()  # type: ignore[attr-defined]

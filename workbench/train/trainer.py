@@ -271,17 +271,13 @@ class Trainer(RunControl):
         if not self.dist.is_main:
             self.last_save_step, self.last_save_time = self.step, time.time()
             return None
-        previous_state = self.state
-        self._set_state("saving")
-        path = ck.save_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict())
         opts = self.options
-        if opts.autobackup_every and self.step > 0 and self.step % opts.autobackup_every == 0:
-            ck.write_backup(path, backups_dir(self.run_dir), self.step, opts.autobackup_keep)
-        self.last_save_step, self.last_save_time = self.step, time.time()
-        self._set_state(previous_state if previous_state != "saving" else "running")
-        for cb in self.callbacks:
-            cb.on_save(self, path)
-        return path
+
+        def backup(path: Path) -> None:
+            if opts.autobackup_every and self.step > 0 and self.step % opts.autobackup_every == 0:
+                ck.write_backup(path, backups_dir(self.run_dir), self.step, opts.autobackup_keep)
+
+        return self._write_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict(), backup)
 
     def _rollback(self) -> None:
         """Reload the last good checkpoint's weights and optimiser state (data RNG keeps moving on)."""
