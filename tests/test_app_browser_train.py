@@ -1,5 +1,8 @@
 """The Train tab in Chromium on a small synthetic project: after the first training step no "starting" text is
-left on the page (neither the live status nor an earlier "starting up" refusal of a second Start click)."""
+left on the page (neither the live status nor an earlier "starting up" refusal of a second Start click).
+
+Reproduced before the fix: a second Start click while the trainer loaded got "already training (pid None)",
+and that warning stayed above the status for the whole run."""
 
 from __future__ import annotations
 
@@ -44,13 +47,16 @@ def test_no_starting_text_once_training_runs(tmp_path, monkeypatch):
                 page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
                 _tab(page, "3 · Train")
                 expect(page.locator("#run-name input")).to_have_value("tiny", timeout=30_000)
-                for name, value in (("batch_size", "4"), ("metrics_samples", "2"), ("loader_workers", "0"),
-                                    ("metrics_every", "0"), ("preview_every", "5"), ("cpu_threads", "1")):
+                for name, value in (("batch_size", "4"), ("metrics_every", "0"), ("preview_every", "5")):
+                    _set_number(page, f"#opt-{name}", value)
+                page.get_by_text("All other options").click()
+                for name, value in (("metrics_samples", "2"), ("loader_workers", "0"), ("cpu_threads", "1")):
                     _set_number(page, f"#opt-{name}", value)
                 page.locator("#start-btn").click()
                 expect(page.locator("#train-action")).to_contain_text("Started the trainer", timeout=30_000)
                 page.locator("#start-btn").click()  # too early: refused while the trainer starts up
                 expect(page.locator("#train-action")).to_contain_text(re.compile("starting up|already training"))
+                assert "pid None" not in page.locator("#train-action").inner_text()  # it was "already training"
                 expect(page.locator("#train-step")).to_contain_text(re.compile(r"Step [1-9]"), timeout=240_000)
                 time.sleep(3 * POLL_SECONDS)  # a few polls after the first step
                 assert "starting" not in page.locator("#train-status").inner_text()

@@ -495,8 +495,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                              (preview_btn, "preview"), (stop_btn, "stop")):
             _wire(btn.click, partial(tab_train.control_training, command=command), {**R, "run": run},
                   {"status": train_status})
-        _wire(timer.tick, tab_train.poll_training, {**R, "run": run, "seen": train_seen},
-              {"train_step": train_step, "train_status": live_status, "preview": preview,
+        _wire(timer.tick, tab_train.poll_training, {**R, "run": run, "seen": train_seen, "note": train_status},
+              {"train_step": train_step, "train_status": live_status, "note": train_status, "preview": preview,
                "preview_info": preview_info, "loss_plot": loss_plot, "metrics_plot": metrics_plot,
                "psnr_plot": psnr_plot, "identity_plot": identity_plot, "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
         _wire(train_tab.select, page.refresh_lists, R, {"face_a": face_a, "face_b": face_b, "run": run})
