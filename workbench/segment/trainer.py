@@ -6,7 +6,8 @@ Run folder (default ``PROJECT/xseg/<name>``; the same layout and readers as ``wo
     previews/    image | label | prediction rows                    checkpoints/latest.pt (atomic, weights_only)
     commands/    pause, resume, save, preview, stop                 trainer.lock / trainer.log
 
-Reused from ``workbench.train``: :class:`~workbench.train.writer.RunDirWriter` (status, metrics, previews,
+Reused from ``workbench.train``: the run loop and control surface (:class:`~workbench.train.loop.RunLoop`,
+:class:`~workbench.train.loop.RunControl`), :class:`~workbench.train.writer.RunDirWriter` (status, metrics, previews,
 command files), :class:`~workbench.train.runs.RunLock`, ``send_command``/``read_status``/``wait_for_state``,
 ``spawn_detached``, the atomic ``save_checkpoint``, ``resolve_device`` and the CPU thread tuner. A killed
 trainer resumes from its last checkpoint (weights, optimiser, step, RNG) on the next start.
