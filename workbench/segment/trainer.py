@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
-import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -41,7 +39,6 @@ from ..train.loop import RunControl, RunLoop
 from ..train.runs import (
     CONFIG_NAME,
     STATUS_NAME,
-    RunLock,
     _read_json,
     checkpoint_path,
     spawn_detached,
@@ -356,27 +353,16 @@ class XSegProgress(ProgressLine):
 
 
 def _run_locked(run_dir: Path, progress: bool = False, callbacks: list[Callback] | None = None) -> TrainResult:
-    from ..train.foreground import _install_stop_signals, _remove_stale_temp_files
+    from ..train.foreground import run_locked
+
     options, folders, steps, seconds = read_xseg_config(run_dir)
-    with RunLock(run_dir):
-        _remove_stale_temp_files(run_dir)
-        cbs: list[Callback] = [RunDirWriter(run_dir, steps)]
-        if progress:
-            cbs.append(XSegProgress())
-        cbs += list(callbacks or [])
-        try:
-            trainer = XSegTrainer(options, folders, run_dir=run_dir, callbacks=cbs)
-        except BaseException as exc:
-            write_status(run_dir, {"state": "error", "step": 0, "pid": None, "started": time.time(),
-                                   "last_error": f"{type(exc).__name__}: {exc}"})
-            raise
-        previous = _install_stop_signals(trainer)  # SIGTERM/SIGHUP: save and stop
-        try:
-            return trainer.run(steps=steps, seconds=seconds)
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                for sig, handler in previous:
-                    signal.signal(sig, handler)
+
+    def make_callbacks() -> list[Callback]:
+        return [RunDirWriter(run_dir, steps), *([XSegProgress()] if progress else []), *(callbacks or [])]
+
+    return run_locked(run_dir, make_callbacks,
+                      lambda cbs: XSegTrainer(options, folders, run_dir=run_dir, callbacks=cbs),
+                      steps=steps, seconds=seconds)
 
 
 def train_xseg(run_dir: str | Path, options: XSegOptions = XSegOptions(), *,
