@@ -169,3 +169,32 @@ def test_the_loop_and_both_trainers_run_stay_simple():
     too_complex = [(Path(r["filename"]).name, r["message"]) for r in json.loads(result.stdout)]
     offending = [(f, m) for f, m in too_complex if f == "loop.py" or m.startswith("`run`")]
     assert offending == []
+
+
+@pytest.mark.parametrize("which", ["face", "xseg"])
+def test_a_second_background_trainer_leaves_the_running_ones_status_alone(tmp_path, which):
+    """Both entry points share train.foreground.background_main: a trainer that finds the run folder locked
+    exits with 2 and does not overwrite the status of the trainer that holds it (XSeg's own copy used to)."""
+    from workbench.train.runs import RunLock, read_status, write_status
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if which == "face":
+        from train_fixtures import make_faceset
+
+        from workbench.train import prepare_run, preset
+        from workbench.train.foreground import main
+
+        faces = make_faceset(tmp_path / "faces", 8)
+        prepare_run(run_dir, preset("tiny"), src=faces, dst=faces)
+    else:
+        from workbench.segment.trainer import XSegOptions, main, write_xseg_config
+
+        write_xseg_config(run_dir, XSegOptions(), [tmp_path], None, None)
+    with RunLock(run_dir):
+        write_status(run_dir, {"state": "running", "step": 7, "pid": 1})
+        assert main([str(run_dir)]) == 2
+        status = read_status(run_dir)
+        assert (status.state, status.step, status.last_error) == ("running", 7, None)
+    (run_dir / "config.json").write_text("{not json")
+    assert main([str(run_dir)]) == 2 and read_status(run_dir).state == "error"  # an unreadable config is shown

@@ -23,7 +23,6 @@ import json
 import math
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, TrainingError, WorkbenchError
+from ..errors import ConfigError, TrainingError
 from ..fileutil import atomic_write_json
 from ..models.xseg import XSegConfig, XSegLite
 from ..train.loop import RunControl, RunLoop
@@ -352,10 +351,11 @@ class XSegProgress(ProgressLine):
                 f"[bce {losses.get('bce', 0):.4f}][dice {losses.get('dice', 0):.4f}][{trainer.state}]")
 
 
-def _run_locked(run_dir: Path, progress: bool = False, callbacks: list[Callback] | None = None) -> TrainResult:
+def _run_locked(run_dir: Path, progress: bool = False, callbacks: list[Callback] | None = None,
+                config: tuple | None = None) -> TrainResult:
     from ..train.foreground import run_locked
 
-    options, folders, steps, seconds = read_xseg_config(run_dir)
+    options, folders, steps, seconds = config if config is not None else read_xseg_config(run_dir)
 
     def make_callbacks() -> list[Callback]:
         return [RunDirWriter(run_dir, steps), *([XSegProgress()] if progress else []), *(callbacks or [])]
@@ -401,15 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m workbench.segment RUN_DIR", file=sys.stderr)
         return 2
-    run_dir = Path(args[0])
-    try:
-        result = _run_locked(run_dir)
-    except WorkbenchError as exc:
-        write_status(run_dir, {"state": "error", "step": 0, "pid": None, "last_error": str(exc)})
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BaseException:
-        traceback.print_exc()
-        return 1
-    print(f"xseg training {result.state} at step {result.step}", file=sys.stderr)
-    return 0 if result.state in ("stopped", "finished") else 1
+    from ..train.foreground import background_main
+
+    return background_main(Path(args[0]), read_xseg_config,
+                           lambda run_dir, config: _run_locked(run_dir, config=config), "xseg training")

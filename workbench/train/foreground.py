@@ -117,21 +117,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--progress", action="store_true", help="print a progress line to stderr")
     args = parser.parse_args(argv)
-    run_dir = Path(args.run_dir)
+    return background_main(Path(args.run_dir), read_run_config,
+                           lambda run_dir, config: run_config(run_dir, config, progress=args.progress), "training")
+
+
+def background_main(run_dir: Path, read_config: Callable[[Path], Any],
+                    session: Callable[[Path, Any], TrainResult], what: str) -> int:
+    """The body of a background trainer's entry point (``python -m workbench.train`` or ``workbench.segment``).
+
+    An unreadable config is written to status.json as the error; any later WorkbenchError was written there
+    by the session already, or must not be (another trainer holds the folder: its status is its own). Exit
+    status: 0 stopped or finished, 2 a WorkbenchError, 1 anything else (with its traceback in the log).
+    """
     try:
-        config = read_run_config(run_dir)
+        config = read_config(run_dir)
     except WorkbenchError as exc:
         write_status(run_dir, {"state": "error", "step": 0, "pid": None, "last_error": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        result = run_config(run_dir, config, progress=args.progress)
+        result = session(run_dir, config)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BaseException:
         traceback.print_exc()
         return 1
-    print(f"training {result.state} at step {result.step} ({result.steps_run} steps in {result.seconds:.1f} s)",
+    print(f"{what} {result.state} at step {result.step} ({result.steps_run} steps in {result.seconds:.1f} s)",
           file=sys.stderr)
     return 0 if result.state in ("stopped", "finished") else 1
