@@ -307,6 +307,17 @@ def test_training_controls_and_refusals(small_project, tmp_path):
         assert tab_train.poll_training(root, "busy", {})["train_status"].startswith("**busy**: running")
         sent = tab_train.control_training(root, "busy", "pause")
         assert "Pausing" in sent["status"] and (busy / "commands" / "pause").exists()
+    # a trainer still loading (state "starting", its lock held, no pid yet): a second Start is told it is
+    # starting up (not "already training (pid None)"), and the poll replaces that note once it runs
+    with RunLock(busy):
+        write_status(busy, {"state": "starting", "step": 0, "pid": None, "started": time.time()})
+        note = tab_train.start_training(root, "busy", options)["status"]
+        assert tab_train.STARTING_UP in note and "pid None" not in note
+        assert "note" not in tab_train.poll_training(root, "busy", {}, note)  # still true while it starts
+        write_status(busy, {"state": "running", "step": 1, "pid": 1})
+        after = tab_train.poll_training(root, "busy", {}, note)
+        assert after["note"] == "Run **busy** has started up: running, step 1."
+        assert "note" not in tab_train.poll_training(root, "busy", {}, "Started the trainer for **busy**")
     shutil.rmtree(busy)
     bad = dict(options, resolution=50)
     assert "resolution" in tab_train.start_training(root, "other", bad)["status"]

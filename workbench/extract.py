@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from .errors import ConfigError, MediaError, ProjectError, WorkbenchError
 from .faceset import FaceMeta, list_face_files, write_aligned_face
 from .fileutil import append_jsonl, atomic_write_json, read_jsonl
 from .images import is_image_path, read_image, to_float, to_uint8, write_image
+from .options import option, option_specs
 from .project import FRAME_INDEX_NAME, FrameEntry, FrameIndex, Project
 from .smoothing import LandmarkFilter
 from .tracking import TRACKED_ENGINE, LandmarkTracker, tracked_face
@@ -48,23 +50,46 @@ DETECTION_FIELDS = ("engine", "min_face", "max_faces", "target", "reference", "r
 class ExtractOptions:
     """Options of the extraction stage (DFL defaults: whole_face, 512 px, JPEG quality 90)."""
 
-    engine: str = "auto"
-    face_type: str = "whole_face"
-    size: int = 512
-    image_format: str = "jpg"
-    jpeg_quality: int = 90
-    min_face: int = 40
-    max_faces: int = 0
-    target: str = "all"
-    reference: str | None = None
-    reference_threshold: float = 0.6
-    rotation_search: bool = False
-    detect_max_side: int | None = 640
-    smoothing: float = 0.0
-    track: bool = True
-    every_nth: int = 1
-    workers: int = 2
-    debug: bool = False
+    engine: str = option("auto",
+        "Face detector + landmark engine: auto (offline default: dlib HOG, then YuNet/MTCNN and a rotation "
+        "search with a false-face guard where HOG finds nothing), dlib (HOG only), dlib_cnn (slower), haar, "
+        "mtcnn, yunet, face_alignment (S3FD + FAN; needs downloaded weights).")
+    face_type: str = option("whole_face",
+        "How much of the head the aligned crop covers: half, mid_full, full, whole_face (adds forehead), "
+        "head.")
+    size: int = option(512,
+        "Side of the aligned face image in pixels (DFL default 512).", range=(64, 2048))
+    image_format: str = option("jpg",
+        "jpg (small, DFL default) or png (lossless).", choices=("jpg", "png"))
+    jpeg_quality: int = option(90,
+        "JPEG quality 1..100 (DFL default 90).", range=(1, 100))
+    min_face: int = option(40,
+        "Ignore faces whose detector box is smaller than this many pixels.", range=(1, None))
+    max_faces: int = option(0,
+        "Keep at most this many faces per frame, largest first (0 = all).", range=(0, None))
+    target: str = option("all",
+        "Which faces to keep when several are in frame: all, largest or center.", choices=TARGET_MODES)
+    reference: str | None = option(None,
+        "A photo of the person to keep: faces whose identity distance to it is under the threshold.")
+    reference_threshold: float = option(0.6,
+        "Identity distance threshold for --reference (dlib's usual 0.6; lower = stricter).")
+    rotation_search: bool = option(False,
+        "Also try the frame rotated by 90/270/180 degrees when no face is found (DFL).")
+    detect_max_side: int | None = option(640,
+        "Run the face detector on a copy shrunk to this longer side (faster); landmarks still use the full "
+        "frame. HOG needs faces of ~80 px in the shrunk copy; None = full resolution.")
+    smoothing: float = option(0.0,
+        "Temporal smoothing of landmarks across video frames, 0 (off) .. 1 (strong); reduces jitter.", range=(0, 1))
+    track: bool = option(True,
+        "Videos: track the main face's landmarks with KLT optical flow from the last detection, to fill "
+        "frames the detector misses (up to 10 in a row) and steady jitter; faces filled this way are marked "
+        "'tracked'.")
+    every_nth: int = option(1,
+        "Process only every n-th video frame.", range=(1, None))
+    workers: int = option(2,
+        "Detection worker processes (0 = in this process).", range=(0, None))
+    debug: bool = option(False,
+        "Also write debug images (landmarks, box, crop square) beside the faceset.")
 
     def validate(self) -> ExtractOptions:
         face_type = align.normalize_face_type(self.face_type)
@@ -85,29 +110,10 @@ class ExtractOptions:
         return ExtractOptions(**{**asdict(self), "face_type": face_type})
 
 
-OPTION_HELP = {
-    "engine": "Face detector + landmark engine: auto (offline default: dlib HOG, then YuNet/MTCNN and a rotation "
-    "search with a false-face guard where HOG finds nothing), dlib (HOG only), dlib_cnn (slower), haar, mtcnn, "
-    "yunet, face_alignment (S3FD + FAN; needs downloaded weights).",
-    "face_type": "How much of the head the aligned crop covers: half, mid_full, full, whole_face (adds forehead), head.",
-    "size": "Side of the aligned face image in pixels (DFL default 512).",
-    "image_format": "jpg (small, DFL default) or png (lossless).",
-    "jpeg_quality": "JPEG quality 1..100 (DFL default 90).",
-    "min_face": "Ignore faces whose detector box is smaller than this many pixels.",
-    "max_faces": "Keep at most this many faces per frame, largest first (0 = all).",
-    "target": "Which faces to keep when several are in frame: all, largest or center.",
-    "reference": "A photo of the person to keep: faces whose identity distance to it is under the threshold.",
-    "reference_threshold": "Identity distance threshold for --reference (dlib's usual 0.6; lower = stricter).",
-    "detect_max_side": "Run the face detector on a copy shrunk to this longer side (faster); landmarks still use "
-    "the full frame. HOG needs faces of ~80 px in the shrunk copy; None = full resolution.",
-    "rotation_search": "Also try the frame rotated by 90/270/180 degrees when no face is found (DFL).",
-    "smoothing": "Temporal smoothing of landmarks across video frames, 0 (off) .. 1 (strong); reduces jitter.",
-    "track": "Videos: track the main face's landmarks with KLT optical flow from the last detection, to fill frames "
-    "the detector misses (up to 10 in a row) and steady jitter; faces filled this way are marked 'tracked'.",
-    "every_nth": "Process only every n-th video frame.",
-    "workers": "Detection worker processes (0 = in this process).",
-    "debug": "Also write debug images (landmarks, box, crop square) beside the faceset.",
-}
+OPTION_SPECS = MappingProxyType(option_specs(ExtractOptions))
+"""Every extraction option's :class:`workbench.options.OptionSpec` (help, range, choices)."""
+OPTION_HELP = MappingProxyType({name: spec.help for name, spec in OPTION_SPECS.items()})
+"""One line of help per extraction option (derived from :data:`OPTION_SPECS`)."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class OptionSpec:
     kind: str  # "bool" | "int" | "float" | "str"
     default: Any
     help: str
-    range: tuple[float, float] | None = None
+    range: tuple[float, float | None] | None = None  # inclusive; an upper bound None = unbounded
     choices: tuple[str, ...] | None = None
     flag: str | None = None  # the CLI flag without "--" (default: the name with '-' for '_')
 
@@ -38,8 +38,25 @@ class OptionSpec:
     def cli_flag(self) -> str:
         return "--" + (self.flag or self.name.replace("_", "-"))
 
+    @property
+    def range_text(self) -> str:
+        """The range as users read it: ``"1..64"``, ``">= 0"``, or ``""`` without a range."""
+        if self.range is None:
+            return ""
+        lo, hi = self.range
+        return f">= {lo}" if hi is None else f"{lo}..{hi}"
 
-def option(default: Any, help: str, *, range: tuple[float, float] | None = None,  # noqa: A002 - the word users read
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` lies in the declared range and choices (the type is the dataclass's concern)."""
+        if self.choices is not None and value not in self.choices:
+            return False
+        if self.range is None:
+            return True
+        lo, hi = self.range
+        return lo <= value and (hi is None or value <= hi)
+
+
+def option(default: Any, help: str, *, range: tuple[float, float | None] | None = None,  # noqa: A002 - the word users read
            choices: Sequence[str] | None = None, flag: str | None = None) -> Any:
     """A dataclass field with a default and its description (help, inclusive range, choices, CLI flag)."""
     meta = {"help": help, "range": None if range is None else tuple(range),
@@ -68,15 +85,22 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected y/n, got {text!r}")
 
 
-def add_arguments(parser: Any, specs: Iterable[OptionSpec], *, dest_prefix: str = "") -> None:
-    """One optional flag per option (default None = "not given"): type, choices, range and help from the spec."""
+def add_arguments(parser: Any, specs: Iterable[OptionSpec], *, dest_prefix: str = "",
+                  bool_values: bool = False) -> None:
+    """One optional flag per option (default None = "not given"): type, choices, range and help from the spec.
+
+    Booleans are ``--x/--no-x`` switches, or with ``bool_values`` flags that take ``y``/``n`` (DFL's style,
+    kept by ``workbench train``).
+    """
     for spec in specs:
         help_text = spec.help
-        if spec.range is not None and f"{spec.range[0]}..{spec.range[1]}" not in help_text:
-            help_text += f" ({spec.range[0]}..{spec.range[1]})"
+        if spec.range is not None and spec.range_text not in help_text:
+            help_text += f" ({spec.range_text})"
         kwargs: dict[str, Any] = {"dest": dest_prefix + spec.name, "default": None,
                                   "help": help_text.replace("%", "%%")}  # argparse formats help with %
-        if spec.kind == "bool":
+        if spec.kind == "bool" and bool_values:
+            kwargs.update(type=_bool, metavar="y|n")
+        elif spec.kind == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = {"int": int, "float": float, "str": str}[spec.kind]

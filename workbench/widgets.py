@@ -522,5 +522,53 @@ def merge_settings_explorer(frame: np.ndarray, landmarks: np.ndarray, predictor:
     return box
 
 
+WIDGET_INT_MAX = 2**31 - 1  # ipywidgets' bounded boxes need an upper bound; the options' unbounded ones get this
+
+
+def option_widget(spec: Any, value: Any) -> Any:
+    """One control for an options-dataclass field, generated from its :class:`workbench.options.OptionSpec`:
+    a checkbox, a dropdown of its choices, a number box bounded by its range, or a text box."""
+    import ipywidgets as w
+
+    common = {"value": value, "description": spec.name.replace("_", " "), "description_tooltip": spec.help,
+              "style": {"description_width": "initial"}}
+    if spec.kind == "bool":
+        return w.Checkbox(indent=False, **common)
+    if spec.choices is not None:
+        return w.Dropdown(options=list(spec.choices), **common)
+    if spec.kind in ("int", "float"):
+        lo, hi = spec.range or (-WIDGET_INT_MAX, WIDGET_INT_MAX)
+        hi = WIDGET_INT_MAX if hi is None else hi
+        box = w.BoundedIntText if spec.kind == "int" else w.BoundedFloatText
+        return box(min=lo, max=hi, **common)
+    return w.Text(**common)
+
+
+def training_options_form(options: Any = None, *, columns: int = 3) -> Any:
+    """Controls for every training option, generated from ``TrainOptions``' field descriptions.
+
+    Args:
+        options: the starting :class:`workbench.train.TrainOptions` (default: the ``tiny`` preset).
+        columns: controls per row.
+
+    Returns:
+        An ``ipywidgets.VBox`` with ``.controls`` (name -> widget) and ``.options()``, which returns the
+        validated :class:`TrainOptions` of the current values (ConfigError names a bad value).
+    """
+    import ipywidgets as w
+
+    from .train.options import OPTION_SPECS, preset
+
+    start = options if options is not None else preset("tiny")
+    controls = {name: option_widget(spec, getattr(start, name, spec.default))
+                for name, spec in OPTION_SPECS.items()}
+    names = list(controls)
+    rows = [w.HBox([controls[n] for n in names[i:i + columns]]) for i in range(0, len(names), columns)]
+    box = w.VBox(rows)
+    box.controls = controls  # type: ignore[attr-defined]
+    box.options = lambda: start.replace(**{k: c.value for k, c in controls.items()})  # type: ignore[attr-defined]
+    return box
+
+
 __all__ = ["LivePlot", "TrainingMonitor", "loss_history", "mask_demo_image", "mask_slider_demo",
-           "merge_preview", "merge_settings_explorer"]
+           "merge_preview", "merge_settings_explorer", "option_widget", "training_options_form"]

@@ -155,7 +155,7 @@ def train_as_job(root: str, run: str, options: Mapping[str, Any], max_steps: int
                  store: JobStore | None = None, start_server: bool = True) -> dict[str, Any]:
     """The Train tab's form as a queued ``workbench train`` job (a foreground trainer in the job's process;
     the run folder stays the interface, so this tab's pause/resume/stop buttons work on it)."""
-    from ..commands.train import _SKIP as NOT_FLAGS  # options the CLI keeps out of its flags
+    from ..commands.train import _option_specs  # the options that have a CLI flag, and their flag
     from ..train.runs import checkpoint_path
 
     if not root:
@@ -167,9 +167,10 @@ def train_as_job(root: str, run: str, options: Mapping[str, Any], max_steps: int
         argv.append("--resume")
     if max_steps:
         argv += ["--steps", str(int(max_steps))]
+    flags = {spec.name: spec.cli_flag for spec in _option_specs()}
     for name, value in options.items():
-        if value is not None and value != "" and name not in NOT_FLAGS:
-            argv += ["--" + name.replace("_", "-"), _flag(value)]
+        if value is not None and value != "" and name in flags:
+            argv += [flags[name], _flag(value)]
     return _submit(_store(store), root, "train", argv, start_server=start_server)
 
 

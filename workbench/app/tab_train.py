@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -27,20 +26,15 @@ from .context import AppContext
 
 LATENT_CELL = 160  # the latent panel shows faces at least this large
 DEFAULT_RUN = "tiny"  # the run name offered when a project has none yet
+STARTING_UP = "is starting up (loading faces and the model)"  # the refusal a second Start gets meanwhile
 
 
-def option_fields() -> list[tuple[str, str, Any]]:
-    """``(name, type, default)`` for every training option, in dataclass order."""
-    from ..train.options import TrainOptions
+def option_specs() -> dict[str, Any]:
+    """Every training option's :class:`workbench.options.OptionSpec` (help, range, choices), in dataclass order:
+    the tab's controls are generated from it."""
+    from ..train.options import OPTION_SPECS
 
-    return [(f.name, f.type if isinstance(f.type, str) else f.type.__name__, f.default) for f in fields(TrainOptions)]
-
-
-def option_choices() -> dict[str, tuple[str, ...]]:
-    """The training options limited to a list of names (``train.options.OPTION_CHOICES``)."""
-    from ..train.options import OPTION_CHOICES
-
-    return dict(OPTION_CHOICES)
+    return dict(OPTION_SPECS)
 
 
 def run_choices(root: str | None) -> list[str]:
@@ -113,12 +107,12 @@ def start_training(root: str, run: str, options: Mapping[str, Any], max_steps: i
     project = _project(root)
     run_dir = _run_dir(project, run, must_exist=False)
     status = read_status(run_dir)
+    if status.state_text() == "starting":  # launched moments ago: loading faces and the model, no pid yet
+        raise TrainingError(f"run '{run}' {STARTING_UP}", run_dir,
+                            "wait a few seconds: its step counter appears below")
     if status.is_active:
         raise TrainingError(f"run '{run}' is already training (pid {status.pid})", run_dir,
                             "pause or stop it first, or start another run name")
-    if status.state_text() == "starting":  # launched moments ago, holds no lock yet
-        raise TrainingError(f"run '{run}' is starting up (loading faces and the model)", run_dir,
-                            "wait a few seconds: its step counter appears below")
     values = {k: v for k, v in options.items() if v is not None and v != ""}
     opts = TrainOptions.from_dict(values)
     limit = int(max_steps) if max_steps else None
@@ -190,10 +184,13 @@ def _status_markdown(status: Any) -> tuple[str, str]:
     return step, text
 
 
-def poll_training(root: str | None, run: str | None, seen: Mapping[str, Any] | None) -> dict[str, Any]:
+def poll_training(root: str | None, run: str | None, seen: Mapping[str, Any] | None,
+                  note: str | None = None) -> dict[str, Any]:
     """The timer tick: status line, step counter, and the preview/plots only when their files changed.
 
-    Never raises and never toasts (it runs every poll interval).
+    ``note`` is the action line above the status: a "starting up" refusal there is replaced once the trainer
+    has started (it was true for a few seconds, not for the whole run). Never raises and never toasts (it
+    runs every poll interval).
     """
     from ..train import latest_preview, read_metrics, read_status
     from ..train.runs import METRICS_NAME
@@ -212,6 +209,8 @@ def poll_training(root: str | None, run: str | None, seen: Mapping[str, Any] | N
         seen = {"run": str(run_dir)}
     status = read_status(run_dir)
     out["train_step"], out["train_status"] = _status_markdown(status)
+    if note and STARTING_UP in note and status.state_text() != "starting":
+        out["note"] = f"Run **{run}** has started up: {status.state_text()}, {status.step_text()}."
     preview = latest_preview(run_dir)
     key = (_mtime(preview), preview.stat().st_size) if preview is not None else None
     if preview is not None and list(key) != seen.get("preview"):

@@ -97,17 +97,20 @@ def _wire(trigger: Any, fn: Callable[..., dict[str, Any]], inputs: Inputs, outpu
     return trigger(handler, inputs=components, outputs=out_components, **event_kwargs)
 
 
-def _option_component(name: str, kind: str, default: Any, help_text: str, choices: Mapping[str, tuple]) -> Any:
-    label = name.replace("_", " ")
-    if kind == "bool":
-        return gr.Checkbox(value=default, label=label, info=help_text, elem_id=f"opt-{name}")
-    if name in choices:
-        return gr.Dropdown(list(choices[name]), value=default, label=label, info=help_text, elem_id=f"opt-{name}")
-    if kind == "int":
-        return gr.Number(value=default, precision=0, label=label, info=help_text, elem_id=f"opt-{name}")
-    if kind == "float":
-        return gr.Number(value=default, label=label, info=help_text, elem_id=f"opt-{name}")
-    return gr.Textbox(value=str(default), label=label, info=help_text, elem_id=f"opt-{name}")
+def _option_component(spec: Any, value: Any) -> Any:
+    """A training option's control, generated from its field description (``train.options.OPTION_SPECS``):
+    a checkbox, a dropdown of its choices, or a number box bounded by its range."""
+    label = spec.name.replace("_", " ")
+    eid = f"opt-{spec.name}"
+    if spec.kind == "bool":
+        return gr.Checkbox(value=value, label=label, info=spec.help, elem_id=eid)
+    if spec.choices is not None:
+        return gr.Dropdown(list(spec.choices), value=value, label=label, info=spec.help, elem_id=eid)
+    if spec.kind in ("int", "float"):
+        lo, hi = spec.range or (None, None)
+        return gr.Number(value=value, precision=0 if spec.kind == "int" else None, minimum=lo, maximum=hi,
+                         label=label, info=spec.help, elem_id=eid)
+    return gr.Textbox(value=str(value), label=label, info=spec.help, elem_id=eid)
 
 
 def _setting_component(name: str, default: Any, help_text: str) -> Any:
@@ -150,7 +153,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         The ``gr.Blocks``; launch it with :func:`launch_app` or ``demo.launch(**launch_options(demo))``.
     """
     from ..merge import FIELD_HELP
-    from ..train.options import OPTION_HELP, PRESETS
+    from ..train.options import PRESETS
     from . import live_tab, tab_segment
 
     root = str(Project.open(project_root).root) if project_root else ""
@@ -278,23 +281,21 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                                          info="tiny: minutes on a CPU; quick: DFL Quick96; saehd: DFL SAEHD")
                     max_steps = gr.Number(None, precision=0, label="stop this session after N steps (empty = never)")
                 option_comps: dict[str, Any] = {}
-                choices = tab_train.option_choices()
+                specs = tab_train.option_specs()
                 tiny = PRESETS["tiny"].to_dict()
-                kinds = {name: kind for name, kind, _ in tab_train.option_fields()}
 
                 def add_options(names: tuple[str, ...]) -> None:
                     for i in range(0, len(names), 4):
                         with gr.Row():
                             for name in names[i:i + 4]:
-                                option_comps[name] = _option_component(name, kinds[name], tiny[name],
-                                                                       OPTION_HELP[name], choices)
+                                option_comps[name] = _option_component(specs[name], tiny.get(name, specs[name].default))
 
                 with gr.Accordion("Model and optimiser", open=True):
                     add_options(MAIN_OPTIONS)
                 with gr.Accordion("Augmentation and losses", open=False):
                     add_options(AUGMENT_OPTIONS)
                 with gr.Accordion("All other options", open=False):
-                    add_options(tuple(n for n in kinds if n not in MAIN_OPTIONS + AUGMENT_OPTIONS))
+                    add_options(tuple(n for n in specs if n not in MAIN_OPTIONS + AUGMENT_OPTIONS))
                 with gr.Row():
                     start_btn = gr.Button("Start / resume training", variant="primary", elem_id="start-btn")
                     train_job_btn = gr.Button("Run as a job", elem_id="train-job-btn")
@@ -494,8 +495,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                              (preview_btn, "preview"), (stop_btn, "stop")):
             _wire(btn.click, partial(tab_train.control_training, command=command), {**R, "run": run},
                   {"status": train_status})
-        _wire(timer.tick, tab_train.poll_training, {**R, "run": run, "seen": train_seen},
-              {"train_step": train_step, "train_status": live_status, "preview": preview,
+        _wire(timer.tick, tab_train.poll_training, {**R, "run": run, "seen": train_seen, "note": train_status},
+              {"train_step": train_step, "train_status": live_status, "note": train_status, "preview": preview,
                "preview_info": preview_info, "loss_plot": loss_plot, "metrics_plot": metrics_plot,
                "psnr_plot": psnr_plot, "identity_plot": identity_plot, "train_seen": train_seen}, show_progress="hidden", trigger_mode="once", queue=True)
         _wire(train_tab.select, page.refresh_lists, R, {"face_a": face_a, "face_b": face_b, "run": run})

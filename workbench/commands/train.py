@@ -7,7 +7,6 @@ that keeps going after the terminal closes; either way the run folder ``PROJECT/
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -18,19 +17,11 @@ from ..errors import TrainingError
 _SKIP = {"status_every_seconds"}
 
 
-def _option_fields():
-    from ..train.options import OPTION_HELP, TrainOptions
+def _option_specs() -> list:
+    """The training options that get a flag, as :class:`workbench.options.OptionSpec` (``train.options``)."""
+    from ..train.options import OPTION_SPECS
 
-    return [(f, OPTION_HELP[f.name]) for f in dataclasses.fields(TrainOptions) if f.name not in _SKIP]
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "y", "yes", "true", "on"):
-        return True
-    if value in ("0", "n", "no", "false", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected y/n, got {text!r}")
+    return [spec for name, spec in OPTION_SPECS.items() if name not in _SKIP]
 
 
 def _positive_int(text: str) -> int:
@@ -75,16 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --background: DDP processes (GPUs) on this machine, launched with torchrun")
     p.add_argument("--prepare-only", action="store_true",
                    help="only write the run's config.json and print the torchrun commands (multi-GPU, multi-node)")
-    group = p.add_argument_group("training options (override the preset; see OPTION_HELP)")
-    from ..train.options import OPTION_CHOICES
+    from ..options import add_arguments
 
-    for f, help_text in _option_fields():
-        flag = "--" + f.name.replace("_", "-")
-        kind = {"int": int, "float": float, "bool": _bool, "str": str}[f.type]
-        choices = OPTION_CHOICES.get(f.name)
-        metavar = "y|n" if f.type == "bool" else None if choices else f.type.upper()
-        group.add_argument(flag, dest=f"opt_{f.name}", type=kind, default=None, metavar=metavar, choices=choices,
-                           help=help_text.replace("%", "%%"))  # argparse formats help with %
+    group = p.add_argument_group("training options (override the preset; generated from TrainOptions' fields)")
+    add_arguments(group, _option_specs(), dest_prefix="opt_", bool_values=True)
     p.set_defaults(func=run)
 
     s = subparsers.add_parser("train-status", help="show the state of training runs",

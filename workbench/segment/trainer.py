@@ -6,7 +6,8 @@ Run folder (default ``PROJECT/xseg/<name>``; the same layout and readers as ``wo
     previews/    image | label | prediction rows                    checkpoints/latest.pt (atomic, weights_only)
     commands/    pause, resume, save, preview, stop                 trainer.lock / trainer.log
 
-Reused from ``workbench.train``: :class:`~workbench.train.writer.RunDirWriter` (status, metrics, previews,
+Reused from ``workbench.train``: the run loop and control surface (:class:`~workbench.train.loop.RunLoop`,
+:class:`~workbench.train.loop.RunControl`), :class:`~workbench.train.writer.RunDirWriter` (status, metrics, previews,
 command files), :class:`~workbench.train.runs.RunLock`, ``send_command``/``read_status``/``wait_for_state``,
 ``spawn_detached``, the atomic ``save_checkpoint``, ``resolve_device`` and the CPU thread tuner. A killed
 trainer resumes from its last checkpoint (weights, optimiser, step, RNG) on the next start.
@@ -20,12 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
-import threading
 import time
-import traceback
-from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,13 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, TrainingError, WorkbenchError
+from ..errors import ConfigError, TrainingError
 from ..fileutil import atomic_write_json
 from ..models.xseg import XSegConfig, XSegLite
+from ..train.loop import RunControl, RunLoop
 from ..train.runs import (
     CONFIG_NAME,
     STATUS_NAME,
-    RunLock,
     _read_json,
     checkpoint_path,
     spawn_detached,
@@ -54,7 +51,6 @@ from .data import SegBank, load_seg_bank, make_batch
 
 CHECKPOINT_KIND = "workbench.segment.checkpoint"
 CHECKPOINT_SCHEMA = 1
-LOG_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -122,8 +118,9 @@ def iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
-class XSegTrainer:
-    """Train :class:`XSegLite` on faceset folders; duck-compatible with the face trainer's callbacks."""
+class XSegTrainer(RunControl):
+    """Train :class:`XSegLite` on faceset folders; the face trainer's control surface and run loop
+    (:mod:`workbench.train.loop`), so the same callbacks drive it."""
 
     def __init__(self, options: XSegOptions, folders: list[str | Path], *, run_dir: str | Path | None = None,
                  callbacks: list[Callback] | None = None, bank: SegBank | None = None):
@@ -134,17 +131,9 @@ class XSegTrainer:
         self.dist = DistContext()
         self.ranks_in_sync = True
         self.notes: list[str] = []
-        self.collapse_events: list[dict] = []
-        self.state = "starting"
+        self._init_control(speed_window=30)
         self.step = 0
         self.resumed = False
-        self.paused = False
-        self.last_save_step: int | None = None
-        self.last_save_time: float | None = None
-        self.session_limit_step: int | None = None
-        self._stop = self._save_req = self._preview_req = False
-        self._step_times: deque[float] = deque(maxlen=30)
-        self._recent: deque[dict[str, float]] = deque(maxlen=50)
         self.data = bank if bank is not None else load_seg_bank(folders, o.resolution, min_faces=max(2, o.batch_size))
         self.rng = np.random.default_rng(o.seed)
         self.gen = torch.Generator(device="cpu").manual_seed(o.seed)
@@ -270,57 +259,15 @@ class XSegTrainer:
             self.rng.bit_generator.state = json.loads(rng["numpy"])
 
     def save(self) -> Path | None:
-        from ..train.checkpoint import save_checkpoint
-
         if self.run_dir is None:
             return None
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             self._event({"kind": "save_refused", "step": self.step, "reason": "non-finite weights"})
             return None
-        previous = self.state
-        self._set_state("saving")
-        path = save_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict())
-        self.last_save_step, self.last_save_time = self.step, time.time()
-        self._set_state(previous if previous != "saving" else "running")
-        for cb in self.callbacks:
-            cb.on_save(self, path)
-        return path
-
-    # -- the face trainer's control surface (driven by RunDirWriter's command files) -----------------
-    def request_stop(self) -> None:
-        self._stop = True
-
-    def request_save(self) -> None:
-        self._save_req = True
-
-    def request_preview(self) -> None:
-        self._preview_req = True
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self._event({"kind": "state", "state": state})
-
-    def _event(self, event: dict[str, Any]) -> None:
-        if event["kind"] == "save_refused":
-            self.collapse_events.append(event)
-        for cb in self.callbacks:
-            cb.on_event(self, event)
+        return self._write_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict())
 
     def effective_resolution(self) -> int:
         return self.options.resolution
-
-    @property
-    def it_per_s(self) -> float:
-        if len(self._step_times) < 2:
-            return 0.0
-        span = self._step_times[-1] - self._step_times[0]
-        return (len(self._step_times) - 1) / span if span > 0 else 0.0
 
     def mean_losses(self) -> dict[str, float]:
         if not self._recent:
@@ -328,84 +275,10 @@ class XSegTrainer:
         return {k: float(np.mean([r[k] for r in self._recent if math.isfinite(r[k])] or [float("nan")]))
                 for k in self._recent[-1]}
 
-    def eta_seconds(self, limit_step: int | None = None) -> float | None:
-        target = limit_step or self.options.target_steps
-        if not target or self.it_per_s <= 0:
-            return None
-        return max(0.0, (target - self.step) / self.it_per_s)
-
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, steps: int | None = None, seconds: float | None = None) -> TrainResult:
         """Train until ``steps`` more steps, ``seconds``, ``target_steps`` or a stop command; saves at the end."""
-        o = self.options
-        t0 = time.monotonic()
-        start_step = self.step
-        self.session_limit_step = start_step + steps if steps else None
-        last_save = time.monotonic()
-        error: BaseException | None = None
-        state = "stopped"
-        self._set_state("running")
-        self._preview_req = True
-        for cb in self.callbacks:
-            cb.on_start(self)
-        try:
-            while True:
-                if self._stop:
-                    break
-                if self.paused:
-                    if self.state != "paused":
-                        self._set_state("paused")
-                    for cb in self.callbacks:
-                        cb.on_idle(self)
-                    time.sleep(0.2)
-                    continue
-                if self.state == "paused":
-                    self._set_state("running")
-                if o.target_steps and self.step >= o.target_steps:
-                    state = "finished"
-                    break
-                if steps is not None and self.step - start_step >= steps:
-                    break
-                if seconds is not None and time.monotonic() - t0 >= seconds:
-                    break
-                vals = self.train_step()
-                self._step_times.append(time.monotonic())
-                self._recent.append(vals)
-                for cb in self.callbacks:
-                    cb.on_step_end(self, vals)
-                if self.step % LOG_EVERY == 0:
-                    row = {"kind": "train", "step": self.step, "time": time.time(), "it_per_s": self.it_per_s,
-                           **{f"loss_{k}": v for k, v in self.mean_losses().items()}}
-                    for cb in self.callbacks:
-                        cb.on_metrics(self, row)
-                if o.metrics_every and self.step % o.metrics_every == 0:
-                    row = {"kind": "eval", "step": self.step, "time": time.time(), **self.evaluate()}
-                    for cb in self.callbacks:
-                        cb.on_metrics(self, row)
-                if self._preview_req or (o.preview_every and self.step % o.preview_every == 0):
-                    self._preview_req = False
-                    grid = self.preview()
-                    for cb in self.callbacks:
-                        cb.on_preview(self, grid)
-                if self._save_req or (o.save_every_seconds and time.monotonic() - last_save >= o.save_every_seconds):
-                    self._save_req = False
-                    self.save()
-                    last_save = time.monotonic()
-            if self.last_save_step != self.step:
-                self.save()
-        except KeyboardInterrupt as exc:
-            error = exc
-            if self.last_save_step != self.step:
-                self.save()
-        except BaseException as exc:
-            error, state = exc, "error"
-            raise
-        finally:
-            self.state = state
-            for cb in self.callbacks:
-                cb.on_end(self, state, error)
-        return TrainResult(state, self.step, self.step - start_step, time.monotonic() - t0, self.mean_losses(),
-                           None if error is None else str(error))
+        return RunLoop(self, steps, seconds).run()
 
 
 def load_xseg_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -478,28 +351,18 @@ class XSegProgress(ProgressLine):
                 f"[bce {losses.get('bce', 0):.4f}][dice {losses.get('dice', 0):.4f}][{trainer.state}]")
 
 
-def _run_locked(run_dir: Path, progress: bool = False, callbacks: list[Callback] | None = None) -> TrainResult:
-    from ..train.foreground import _install_stop_signals, _remove_stale_temp_files
-    options, folders, steps, seconds = read_xseg_config(run_dir)
-    with RunLock(run_dir):
-        _remove_stale_temp_files(run_dir)
-        cbs: list[Callback] = [RunDirWriter(run_dir, steps)]
-        if progress:
-            cbs.append(XSegProgress())
-        cbs += list(callbacks or [])
-        try:
-            trainer = XSegTrainer(options, folders, run_dir=run_dir, callbacks=cbs)
-        except BaseException as exc:
-            write_status(run_dir, {"state": "error", "step": 0, "pid": None, "started": time.time(),
-                                   "last_error": f"{type(exc).__name__}: {exc}"})
-            raise
-        previous = _install_stop_signals(trainer)  # SIGTERM/SIGHUP: save and stop
-        try:
-            return trainer.run(steps=steps, seconds=seconds)
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                for sig, handler in previous:
-                    signal.signal(sig, handler)
+def _run_locked(run_dir: Path, progress: bool = False, callbacks: list[Callback] | None = None,
+                config: tuple | None = None) -> TrainResult:
+    from ..train.foreground import run_locked
+
+    options, folders, steps, seconds = config if config is not None else read_xseg_config(run_dir)
+
+    def make_callbacks() -> list[Callback]:
+        return [RunDirWriter(run_dir, steps), *([XSegProgress()] if progress else []), *(callbacks or [])]
+
+    return run_locked(run_dir, make_callbacks,
+                      lambda cbs: XSegTrainer(options, folders, run_dir=run_dir, callbacks=cbs),
+                      steps=steps, seconds=seconds)
 
 
 def train_xseg(run_dir: str | Path, options: XSegOptions = XSegOptions(), *,
@@ -538,15 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m workbench.segment RUN_DIR", file=sys.stderr)
         return 2
-    run_dir = Path(args[0])
-    try:
-        result = _run_locked(run_dir)
-    except WorkbenchError as exc:
-        write_status(run_dir, {"state": "error", "step": 0, "pid": None, "last_error": str(exc)})
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BaseException:
-        traceback.print_exc()
-        return 1
-    print(f"xseg training {result.state} at step {result.step}", file=sys.stderr)
-    return 0 if result.state in ("stopped", "finished") else 1
+    from ..train.foreground import background_main
+
+    return background_main(Path(args[0]), read_xseg_config,
+                           lambda run_dir, config: _run_locked(run_dir, config=config), "xseg training")

@@ -24,7 +24,7 @@ from typing import Any
 
 _EXPORTS = {
     # options
-    "TrainOptions": "options", "OPTION_HELP": "options", "PRESETS": "options", "preset": "options",
+    "TrainOptions": "options", "OPTION_HELP": "options", "OPTION_SPECS": "options", "PRESETS": "options", "preset": "options",
     "MODEL_FIELDS": "options",
     # run folder protocol (no torch)
     "start": "runs", "TrainerHandle": "runs", "send_command": "runs", "read_status": "runs", "RunStatus": "runs",

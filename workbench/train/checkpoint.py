@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import DiskFullError, TrainingError
@@ -179,13 +182,8 @@ def mismatch_error(mismatch: list[tuple[str, Any, Any]], path: str | Path) -> Tr
 def check_checkpoint_compatible(path_or_ckpt: str | Path | dict, options: Any) -> dict[str, Any]:
     """Raise TrainingError naming every model option that differs from the checkpoint's."""
     if isinstance(path_or_ckpt, dict):
-        ckpt, path = path_or_ckpt, "<checkpoint>"
-    else:
-        ckpt, path = load_checkpoint(path_or_ckpt, mmap=True), path_or_ckpt
-    mismatch = config_mismatch(ckpt, options)
-    if mismatch:
-        raise mismatch_error(mismatch, path)
-    return ckpt
+        return validate_checkpoint(path_or_ckpt, options, "<checkpoint>")
+    return validate_checkpoint(load_checkpoint(path_or_ckpt, mmap=True), options, path_or_ckpt)
 
 
 def checkpoint_summary(path: str | Path) -> dict[str, Any]:
@@ -221,3 +219,134 @@ def python_rng_restore(state: list) -> tuple:
 
 def now() -> float:
     return time.time()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# restore: read, validate, apply (the trainer's resume, pretrained start and collapse rollback all come here)
+
+
+def validate_checkpoint(ckpt: dict[str, Any], options: Any, path: str | Path) -> dict[str, Any]:
+    """Raise TrainingError naming every model option of ``options`` that the checkpoint contradicts."""
+    mismatch = config_mismatch(ckpt, options)
+    if mismatch:
+        raise mismatch_error(mismatch, path)
+    return ckpt
+
+
+def read_checkpoint(path: str | Path, options: Any, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load (:func:`load_checkpoint`) and validate (:func:`validate_checkpoint`) a checkpoint for ``options``."""
+    return validate_checkpoint(load_checkpoint(path, map_location=map_location), options, path)
+
+
+@dataclass
+class TrainParts:
+    """The live objects of a face trainer that a checkpoint fills (optional parts are None when unused)."""
+
+    model: Any
+    opt: Any
+    gan_d: Any
+    gan_opt: Any
+    code_d: Any
+    code_opt: Any
+    scaler: Any
+    aug_gen: torch.Generator
+    dropout_gen: torch.Generator
+    data: Any  # TrainData (its sampler state travels in rng["sampler"])
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What :func:`apply_checkpoint` read besides the weights: the trainer adopts these values."""
+
+    step: int
+    loss_history: list
+    collapse_events: list
+    notes: tuple[str, ...] = ()
+    ends_pretraining: bool = False  # a pretrained checkpoint continued without pretraining (DFL §3.6)
+
+
+def numpy_global_state() -> list:
+    """``np.random.get_state()`` as weights_only-friendly values."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, torch.from_numpy(np.asarray(keys, np.int64)), int(pos), int(has_gauss), float(cached)]
+
+
+def numpy_global_restore(state: list) -> None:
+    name, keys, pos, has_gauss, cached = state
+    np.random.set_state((name, np.asarray(keys.cpu().numpy(), np.uint32), pos, has_gauss, cached))
+
+
+def capture_rng(parts: TrainParts) -> dict[str, Any]:
+    """Every random state training draws from (global torch/CUDA/numpy/python, augmentation, lr_dropout, sampler)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "numpy": numpy_global_state(),
+        "python": python_rng_state(random.getstate()),
+        "augment": parts.aug_gen.get_state(),
+        "dropout": parts.dropout_gen.get_state(),
+        "sampler": parts.data.state_dict(),
+    }
+
+
+def restore_rng(rng: dict[str, Any], parts: TrainParts) -> list[str]:
+    """Set the states :func:`capture_rng` saved; returns notes (a changed faceset restarts sampling)."""
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng.get("cuda") and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    numpy_global_restore(rng["numpy"])
+    random.setstate(python_rng_restore(rng["python"]))
+    parts.aug_gen.set_state(rng["augment"].cpu())
+    parts.dropout_gen.set_state(rng["dropout"].cpu())
+    try:
+        parts.data.load_state_dict(rng["sampler"])
+    except (KeyError, ValueError, IndexError):
+        return ["the faceset changed since the checkpoint: sampling restarts from the seed"]
+    return []
+
+
+def _apply_discriminators(ckpt: dict[str, Any], parts: TrainParts, options: Any, same_opt: bool) -> list[str]:
+    old = ckpt.get("options", {})
+    notes = []
+    same_gan = (old.get("gan_dims"), old.get("gan_patch_size") or max(3, options.resolution // 8)) == (
+        options.gan_dims, options.effective_gan_patch_size)
+    discs = ckpt.get("discriminators") or {}
+    if parts.gan_d is not None and discs.get("gan") is not None and same_gan:
+        parts.gan_d.load_state_dict(discs["gan"])
+        if same_opt and ckpt["optimizers"].get("gan") is not None:
+            parts.gan_opt.load_state_dict(ckpt["optimizers"]["gan"])
+    elif parts.gan_d is not None and discs.get("gan") is not None:
+        notes.append("GAN patch size/dims changed: the discriminator starts fresh (as DFL)")
+    if parts.code_d is not None and discs.get("code") is not None:
+        parts.code_d.load_state_dict(discs["code"])
+        if same_opt and ckpt["optimizers"].get("code") is not None:
+            parts.code_opt.load_state_dict(ckpt["optimizers"]["code"])
+    return notes
+
+
+def apply_checkpoint(ckpt: dict[str, Any], parts: TrainParts, options: Any, *, restore_rng_state: bool) -> Restored:
+    """Load a validated checkpoint into the trainer's parts.
+
+    The weights always load. A pretraining checkpoint continued without pretraining stops there
+    (``ends_pretraining``: the trainer re-initialises the inters). Otherwise the optimiser state loads when the
+    optimiser is the same, the discriminators when their shape is, the fp16 scaler, and with
+    ``restore_rng_state`` every random state (a resume; a collapse rollback keeps the data moving on).
+    """
+    parts.model.load_state_dict(ckpt["model"])
+    if ckpt.get("pretrain") and not options.pretrain:
+        return Restored(0, [], [], ends_pretraining=True)
+    old = ckpt.get("options", {})
+    same_opt = old.get("optimizer") == options.optimizer
+    notes: list[str] = []
+    if same_opt and ckpt["optimizers"].get("model") is not None:
+        parts.opt.load_state_dict(ckpt["optimizers"]["model"])
+    elif not same_opt:
+        notes.append(f"optimizer changed ({old.get('optimizer')} -> {options.optimizer}): its state starts fresh")
+    notes += _apply_discriminators(ckpt, parts, options, same_opt)
+    if parts.scaler.is_enabled() and ckpt.get("scaler"):
+        parts.scaler.load_state_dict(ckpt["scaler"])
+    rng = ckpt.get("rng") or {}
+    if restore_rng_state and rng:
+        notes += restore_rng(rng, parts)
+    return Restored(int(ckpt.get("step", 0)), [list(r) for r in ckpt.get("loss_history", [])],
+                    list(ckpt.get("collapse_events", [])), tuple(notes))

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from . import checkpoint as ck
 from .callback import Callback, TrainResult
 from .data import TrainData, gather
 from .device import DistContext, keep_freed_cpu_memory, resolve_device, resolve_precision
+from .loop import RunControl, RunLoop
 from .options import TrainOptions
 from .preview import make_grid, predict_preview, preview_rows
 from .runs import backups_dir, checkpoint_path
@@ -55,21 +54,9 @@ from .step import (
 )
 from .tuning import CpuThreadTuner
 
-LOG_EVERY = 10  # steps between "train" rows in metrics.jsonl
 
-
-def _numpy_global_state() -> list:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, torch.from_numpy(np.asarray(keys, np.int64)), int(pos), int(has_gauss), float(cached)]
-
-
-def _numpy_global_restore(state: list) -> None:
-    name, keys, pos, has_gauss, cached = state
-    np.random.set_state((name, np.asarray(keys.cpu().numpy(), np.uint32), pos, has_gauss, cached))
-
-
-class Trainer:
-    """Train a DF/LIAE autoencoder on two facesets.
+class Trainer(RunControl):
+    """Train a DF/LIAE autoencoder on two facesets (:class:`workbench.train.loop.RunLoop` drives a session).
 
     Args:
         options: :class:`TrainOptions` (pretraining settings are forced by ``options.effective()``).
@@ -145,46 +132,30 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, init_scale=1024.0, enabled=fp16)
         self.d_scaler = torch.amp.GradScaler(self.device.type, init_scale=1024.0, enabled=fp16)
 
-        # ---- bookkeeping ----
+        # ---- bookkeeping (the control surface and speed figures: RunControl) ----
+        self._init_control(speed_window=50)
         self.step = 0
         self.loss_history: list[list[float]] = []
-        self.collapse_events: list[dict[str, Any]] = []
         self.last_losses: dict[str, float] = {}
-        self._recent: deque[dict[str, float]] = deque(maxlen=50)
-        self._step_times: deque[float] = deque(maxlen=50)
         self._bad_streak = 0
         self._memory_ckpt: dict[str, Any] | None = None
-        self.last_save_step: int | None = None
-        self.last_save_time: float | None = None
-        self._stop = self._save_req = self._preview_req = self.paused = False
-        self._preview_step: int | None = None  # the step of the last preview grid drawn
-        self.state = "starting"
         self.notes: list[str] = [precision_note] if precision_note else []
         banks = (self.data.src,) if self.data.dst is self.data.src else (self.data.src, self.data.dst)
         for bank in banks:  # files with broken metadata or pixels: named, skipped, training goes on
             self.notes += [f"skipped {path.name} ({bank.folder.name}): {why}" for path, why in bank.broken]
-        self.last_metrics: dict[str, Any] = {}
         self._identity_probe: Any = None  # built at the first metrics step (workbench.quality.IdentityProbe)
         self._identity_faces: tuple[np.ndarray, list[np.ndarray]] | None = None
         self.ranks_in_sync: bool | None = None
-        self.session_limit_step: int | None = None
 
         # ---- resume, or start from a pretrained model ----
         self.resumed = False
         ckpt_file = checkpoint_path(self.run_dir) if self.run_dir is not None else None
         if ckpt_file is not None and ckpt_file.exists():
-            ckpt = ck.load_checkpoint(ckpt_file, map_location=self.device)
-            mismatch = ck.config_mismatch(ckpt, opts)
-            if mismatch:
-                raise ck.mismatch_error(mismatch, ckpt_file)
-            self._restore(ckpt, restore_rng=True)
+            self._restore(ck.read_checkpoint(ckpt_file, opts, map_location=self.device), restore_rng=True)
             self.resumed = True
             self.last_save_step = self.step
         elif pretrained is not None:
-            ckpt = ck.load_checkpoint(pretrained, map_location=self.device)
-            mismatch = ck.config_mismatch(ckpt, opts)
-            if mismatch:
-                raise ck.mismatch_error(mismatch, pretrained)
+            ckpt = ck.read_checkpoint(pretrained, opts, map_location=self.device)
             self.model.load_state_dict(ckpt["model"])
             if ckpt.get("pretrain") and not opts.pretrain:
                 self._end_pretraining()
@@ -254,15 +225,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def checkpoint_dict(self) -> dict[str, Any]:
         """The self-describing checkpoint (see :mod:`workbench.train.checkpoint`)."""
-        rng = {
-            "torch": torch.get_rng_state(),
-            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-            "numpy": _numpy_global_state(),
-            "python": ck.python_rng_state(random.getstate()),
-            "augment": self.aug_gen.get_state(),
-            "dropout": self.dropout_gen.get_state(),
-            "sampler": self.data.state_dict(),
-        }
         return {
             "schema_version": ck.SCHEMA_VERSION, "kind": ck.KIND, "workbench_version": __version__,
             "model_config": self.config.to_dict(), "options": self.requested_options.to_dict(),
@@ -274,55 +236,25 @@ class Trainer:
                            "gan": None if self.gan_opt is None else self.gan_opt.state_dict(),
                            "code": None if self.code_opt is None else self.code_opt.state_dict()},
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "rng": rng,
+            "rng": ck.capture_rng(self._parts()),
             "loss_history": self.loss_history[-ck.LOSS_HISTORY_KEEP:],
             "collapse_events": list(self.collapse_events[-50:]),
         }
 
+    def _parts(self) -> ck.TrainParts:
+        return ck.TrainParts(self.model, self.opt, self.gan_d, self.gan_opt, self.code_d, self.code_opt,
+                             self.scaler, self.aug_gen, self.dropout_gen, self.data)
+
     def _restore(self, ckpt: dict[str, Any], *, restore_rng: bool) -> None:
-        opts = self.options
-        self.model.load_state_dict(ckpt["model"])
-        old = ckpt.get("options", {})
-        step = int(ckpt.get("step", 0))
-        same_opt = old.get("optimizer") == opts.optimizer
-        if ckpt.get("pretrain") and not opts.pretrain:
+        """Adopt a checkpoint (:func:`workbench.train.checkpoint.apply_checkpoint` does the loading)."""
+        restored = ck.apply_checkpoint(ckpt, self._parts(), self.options, restore_rng_state=restore_rng)
+        if restored.ends_pretraining:
             self._end_pretraining()
             return
-        if same_opt and ckpt["optimizers"].get("model") is not None:
-            self.opt.load_state_dict(ckpt["optimizers"]["model"])
-        elif not same_opt:
-            self.notes.append(f"optimizer changed ({old.get('optimizer')} -> {opts.optimizer}): its state starts fresh")
-        same_gan = (old.get("gan_dims"), old.get("gan_patch_size") or max(3, opts.resolution // 8)) == (
-            opts.gan_dims, opts.effective_gan_patch_size)
-        discs = ckpt.get("discriminators") or {}
-        if self.gan_d is not None and discs.get("gan") is not None and same_gan:
-            self.gan_d.load_state_dict(discs["gan"])
-            if same_opt and ckpt["optimizers"].get("gan") is not None:
-                self.gan_opt.load_state_dict(ckpt["optimizers"]["gan"])
-        elif self.gan_d is not None and discs.get("gan") is not None:
-            self.notes.append("GAN patch size/dims changed: the discriminator starts fresh (as DFL)")
-        if self.code_d is not None and discs.get("code") is not None:
-            self.code_d.load_state_dict(discs["code"])
-            if same_opt and ckpt["optimizers"].get("code") is not None:
-                self.code_opt.load_state_dict(ckpt["optimizers"]["code"])
-        if self.scaler.is_enabled() and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.step = step
-        self.loss_history = [list(r) for r in ckpt.get("loss_history", [])]
-        self.collapse_events = list(ckpt.get("collapse_events", []))
-        rng = ckpt.get("rng") or {}
-        if restore_rng and rng:
-            torch.set_rng_state(rng["torch"].cpu())
-            if rng.get("cuda") and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-            _numpy_global_restore(rng["numpy"])
-            random.setstate(ck.python_rng_restore(rng["python"]))
-            self.aug_gen.set_state(rng["augment"].cpu())
-            self.dropout_gen.set_state(rng["dropout"].cpu())
-            try:
-                self.data.load_state_dict(rng["sampler"])
-            except (KeyError, ValueError, IndexError):
-                self.notes.append("the faceset changed since the checkpoint: sampling restarts from the seed")
+        self.notes += restored.notes
+        self.step = restored.step
+        self.loss_history = restored.loss_history
+        self.collapse_events = restored.collapse_events
 
     def _weights_finite(self) -> bool:
         nets = [n for n in (self.model, self.gan_d, self.code_d) if n is not None]
@@ -344,17 +276,13 @@ class Trainer:
         if not self.dist.is_main:
             self.last_save_step, self.last_save_time = self.step, time.time()
             return None
-        previous_state = self.state
-        self._set_state("saving")
-        path = ck.save_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict())
         opts = self.options
-        if opts.autobackup_every and self.step > 0 and self.step % opts.autobackup_every == 0:
-            ck.write_backup(path, backups_dir(self.run_dir), self.step, opts.autobackup_keep)
-        self.last_save_step, self.last_save_time = self.step, time.time()
-        self._set_state(previous_state if previous_state != "saving" else "running")
-        for cb in self.callbacks:
-            cb.on_save(self, path)
-        return path
+
+        def backup(path: Path) -> None:
+            if opts.autobackup_every and self.step > 0 and self.step % opts.autobackup_every == 0:
+                ck.write_backup(path, backups_dir(self.run_dir), self.step, opts.autobackup_keep)
+
+        return self._write_checkpoint(checkpoint_path(self.run_dir), self.checkpoint_dict(), backup)
 
     def _rollback(self) -> None:
         """Reload the last good checkpoint's weights and optimiser state (data RNG keeps moving on)."""
@@ -376,35 +304,9 @@ class Trainer:
         self._event({"kind": "rollback", "step": failing, "to_step": self.step, "time": time.time()})
 
     # ------------------------------------------------------------------------------------------
-    # control (called by callbacks, e.g. the run-folder command files)
+    # control (RunControl's commands, plus the DDP agreement)
     # ------------------------------------------------------------------------------------------
-    def request_stop(self) -> None:
-        self._stop = True
-
-    def request_save(self) -> None:
-        self._save_req = True
-
-    def request_preview(self) -> None:
-        self._preview_req = True
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self._event({"kind": "state", "state": state})
-
-    def _event(self, event: dict[str, Any]) -> None:
-        if event["kind"] in ("skip", "rollback", "save_refused"):
-            self.collapse_events.append(event)
-            self.collapse_events = self.collapse_events[-50:]
-        for cb in self.callbacks:
-            cb.on_event(self, event)
-
-    def _sync_control(self) -> None:
+    def sync_control(self) -> None:
         """Under DDP rank 0 decides (it reads the command files) and every rank follows."""
         if not self.dist.enabled:
             return
@@ -547,12 +449,6 @@ class Trainer:
     # previews and metrics (no randomness: they never change what training draws)
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _emit_preview(self) -> None:
-        grid = self.preview()
-        self._preview_step = self.step
-        for cb in self.callbacks:
-            cb.on_preview(self, grid)
-
     def preview(self) -> np.ndarray:
         """The current preview grid (H, W, 3) float32 on the fixed preview faces."""
         src_idx, dst_idx = self._preview_idx
@@ -633,13 +529,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     # the loop
     # ------------------------------------------------------------------------------------------
-    @property
-    def it_per_s(self) -> float:
-        if len(self._step_times) < 2:
-            return 0.0
-        span = self._step_times[-1] - self._step_times[0]
-        return (len(self._step_times) - 1) / span if span > 0 else 0.0
-
     def mean_losses(self) -> dict[str, float]:
         """Loss terms averaged over the last (up to) 50 steps."""
         if not self._recent:
@@ -652,108 +541,51 @@ class Trainer:
                 out[k] = float(sum(vals) / len(vals))
         return out
 
-    def eta_seconds(self, limit_step: int | None = None) -> float | None:
-        target = limit_step or self.options.target_steps
-        if not target or self.it_per_s <= 0:
-            return None
-        return max(0.0, (target - self.step) / self.it_per_s)
-
     def run(self, steps: int | None = None, seconds: float | None = None) -> TrainResult:
         """Train until ``steps`` more steps, ``seconds``, ``target_steps`` or a stop request.
 
         The model is saved at the end (and periodically per the options). Raises TrainingError for
         problems the user must fix (after saving what can be saved); the callbacks see ``on_end``.
         """
-        o = self.options
-        t0 = time.monotonic()
-        start_step = self.step
-        self.session_limit_step = start_step + steps if steps else None
-        last_save = time.monotonic()
-        error: BaseException | None = None
-        state = "stopped"
-        self._set_state("running")
-        self._preview_req = self._preview_req or bool(o.preview_every)  # a first preview right away
-        for cb in self.callbacks:
-            cb.on_start(self)
+        return RunLoop(self, steps, seconds).run()
+
+    # ---- the loop's hooks (see workbench.train.loop) ----
+    def loop_step(self) -> dict[str, float]:
         try:
-            if self.step == 0 and self.last_save_step is None:
-                self.save()  # a good checkpoint to roll back to from the very start (DFL saves at iteration 1)
-                last_save = time.monotonic()
-            while True:
-                self._sync_control()
-                if self._stop:
-                    break
-                if self.paused:
-                    if self.state != "paused":
-                        self._set_state("paused")
-                    for cb in self.callbacks:
-                        cb.on_idle(self)
-                    time.sleep(0.2)
-                    continue
-                if self.state == "paused":
-                    self._set_state("running")
-                if o.target_steps and self.step >= o.target_steps:
-                    state = "finished"
-                    break
-                if steps is not None and self.step - start_step >= steps:
-                    break
-                if seconds is not None and time.monotonic() - t0 >= seconds:
-                    break
-                try:
-                    vals = self.train_step()
-                except torch.OutOfMemoryError as exc:
-                    self._handle_oom(exc)
-                self._step_times.append(time.monotonic())
-                self._recent.append(vals)
-                self.last_losses = vals
-                for cb in self.callbacks:
-                    cb.on_step_end(self, vals)
-                if self.dist.is_main and self.step % LOG_EVERY == 0:
-                    row = {"kind": "train", "step": self.step, "time": time.time(), "it_per_s": self.it_per_s,
-                           "lr": vals["lr"], **{f"loss_{k}": v for k, v in self.mean_losses().items()}}
-                    for cb in self.callbacks:
-                        cb.on_metrics(self, row)
-                if self.dist.is_main and (self._preview_req or (o.preview_every and self.step % o.preview_every == 0)):
-                    self._preview_req = False
-                    self._emit_preview()
-                if self.dist.is_main and o.metrics_every and self.step % o.metrics_every == 0:
-                    row = {"kind": "eval", "step": self.step, "time": time.time(), **self.evaluate()}
-                    self.last_metrics = row
-                    for cb in self.callbacks:
-                        cb.on_metrics(self, row)
-                due = (o.save_every_seconds and time.monotonic() - last_save >= o.save_every_seconds) or (
-                    o.save_every_steps and self.step % o.save_every_steps == 0) or (
-                    o.autobackup_every and self.step % o.autobackup_every == 0)
-                if self._save_req or due:
-                    self._save_req = False
+            vals = self.train_step()
+        except torch.OutOfMemoryError as exc:
+            self._handle_oom(exc)  # saves, then raises a TrainingError naming a batch size that fits
+        self.last_losses = vals
+        return vals
+
+    def wants_first_preview(self) -> bool:
+        return bool(self.options.preview_every)
+
+    def save_due(self, seconds_since_save: float) -> bool:
+        o = self.options
+        return bool((o.save_every_seconds and seconds_since_save >= o.save_every_seconds) or (
+            o.save_every_steps and self.step % o.save_every_steps == 0) or (
+            o.autobackup_every and self.step % o.autobackup_every == 0))
+
+    def before_session(self) -> bool:
+        if self.step == 0 and self.last_save_step is None:
+            self.save()  # a good checkpoint to roll back to from the very start (DFL saves at iteration 1)
+            return True
+        return False
+
+    def finish_session(self, start_step: int) -> None:
+        self.check_ranks_in_sync()
+        if self.dist.is_main and self.options.preview_every and self.step > start_step and \
+                self._preview_step != self.step:
+            self._emit_preview()  # the preview shown after a stop is the final model's, not an older step's
+
+    def save_after_error(self, exc: BaseException) -> None:
+        try:
+            if not isinstance(exc, TrainingError) or "out of memory" not in exc.message:
+                if self.last_save_step != self.step:
                     self.save()
-                    last_save = time.monotonic()
-            self.check_ranks_in_sync()
-            if self.dist.is_main and o.preview_every and self.step > start_step and self._preview_step != self.step:
-                self._emit_preview()  # the preview shown after a stop is the final model's, not an older step's
-            if self.last_save_step != self.step:
-                self.save()
-        except KeyboardInterrupt as exc:  # Ctrl-C in the foreground: save and stop cleanly
-            error = exc
-            if self.last_save_step != self.step:
-                self.save()
-            state = "stopped"
-        except BaseException as exc:
-            error = exc
-            state = "error"
-            try:
-                if not isinstance(exc, TrainingError) or "out of memory" not in exc.message:
-                    if self.last_save_step != self.step:
-                        self.save()
-            except Exception as save_exc:  # noqa: BLE001 - keep the original error
-                self.notes.append(f"saving after the error failed too: {save_exc}")
-            raise
-        finally:
-            self.state = state
-            for cb in self.callbacks:
-                cb.on_end(self, state, error)
-        return TrainResult(state, self.step, self.step - start_step, time.monotonic() - t0, self.mean_losses(),
-                           None if error is None else str(error))
+        except Exception as save_exc:  # noqa: BLE001 - keep the original error
+            self.notes.append(f"saving after the error failed too: {save_exc}")
 
     def check_ranks_in_sync(self) -> bool:
         """Under DDP: compare a checksum of the weights across ranks (recorded as an event; True alone)."""
