@@ -95,7 +95,7 @@ def test_precision_auto_never_picks_an_emulated_format():
     assert cpu_native_formats(avx2) == set() and cpu_native_formats(zen4) == {"bf16"}
     assert cpu_native_formats(sapphire) == {"bf16", "fp16"}
     assert resolve_precision("auto", cpu, avx2) == ("fp32", None)
-    assert resolve_precision("auto", cpu, zen4) == ("fp32", None)
+    assert resolve_precision("auto", cpu, zen4) == ("bf16", None)  # AVX512-BF16 is native: keep the bf16 gain
     assert resolve_precision("auto", cpu, sapphire) == ("bf16", None)
     assert resolve_precision("fp32", cpu, avx2) == ("fp32", None)
     assert resolve_precision("bf16", cpu, zen4) == ("bf16", None)  # native: no warning
