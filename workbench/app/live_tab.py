@@ -20,12 +20,11 @@ import numpy as np
 
 from ..errors import ExportError, MergeError, WorkbenchError
 from ..project import Project
-from .common import _project, _run_dir, _safe_file_name, error_text, guarded
+from .common import MODEL_FILE_PREFIX, _project, _run_dir, _safe_file_name, error_text, guarded
 from .context import AppContext
 
 RUN_PREFIX = "run: "
-FILE_PREFIX = "file: "
-MODEL_SUFFIXES = (".dfm", ".onnx")
+FILE_PREFIX = MODEL_FILE_PREFIX
 STREAM_EVERY = 0.05  # seconds between webcam frames sent by the page (the server drops what it cannot keep up with)
 
 LIVE_TEXT = """**What is happening here?** Your webcam frames go to the workbench on this machine (never anywhere
@@ -49,14 +48,11 @@ def live_model_choices(root: str | None) -> list[str]:
 
     if not root:
         return []
+    from ..export_model import find_model_files
+
     choices = [RUN_PREFIX + name for name in reversed(merge_run_choices(root))]
     project = Project.open(root)
-    for folder in (project.output_dir, project.models_dir):
-        if folder.is_dir():
-            for path in sorted(folder.rglob("*")):
-                if path.suffix.lower() in MODEL_SUFFIXES and path.is_file():
-                    choices.append(FILE_PREFIX + project.relative(path))
-    return choices
+    return choices + [FILE_PREFIX + project.relative(path) for path in find_model_files(project)]
 
 
 def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any, str]:
@@ -65,7 +61,7 @@ def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any
     Raises:
         MergeError: nothing chosen or an unknown choice; ExportError / TrainingError from loading.
     """
-    from ..export_model import load_onnx_predictor
+    from ..export_model import MODEL_SUFFIXES, load_onnx_predictor
 
     if not choice:
         raise MergeError("no model selected", hint="train a run, or export/copy a .dfm file into output/")

@@ -165,9 +165,14 @@ def merge_model(ctx: AppContext, project: Project, choice: str | None) -> MergeM
                       ("--run", run_dir.name))
 
 
+def project_relative_model(root: str, choice: str) -> str:
+    """``output/run1.dfm`` for the choice ``file: output/run1.dfm``, checked (inside the project, exists)."""
+    project = _project(root)
+    return project.relative(model_file_path(project, choice))
+
+
 @guarded
-def upload_model_file(ctx: AppContext, root: str, upload: str | None, current: str | None = None
-                      ) -> dict[str, Any]:
+def upload_model_file(ctx: AppContext, root: str, upload: str | None) -> dict[str, Any]:
     """Copy an uploaded DFM/ONNX file into ``models/`` (checked to load first) and select it."""
     from ..errors import MediaError
     from ..export_model import import_model_file
@@ -301,7 +306,7 @@ def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, set
     t0 = time.perf_counter()
     project = _project(root)
     if not run:  # fired by the page itself (load, slider) before a model is chosen: a hint, not a warning
-        return {"merge_info": "Pick a model (a training run or a DFM/ONNX file) above to see the merged frame."}
+        return {"merge_info": "Pick a trained model (a training run or a DFM/ONNX file) above to see the merged frame."}
     from ..train.runs import checkpoint_path
 
     if not is_model_file(run) and not checkpoint_path(_run_dir(project, run)).is_file():
