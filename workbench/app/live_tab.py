@@ -153,6 +153,28 @@ def live_frame(ctx: AppContext, sessions: LiveSessions, frame: np.ndarray | None
         return {**out, "live_stats": f'<div id="live-timing">⚠️ {error_text(exc)}</div>'}
 
 
+VIEW_JPEG_QUALITY = 85
+
+
+def view_html(image: np.ndarray, quality: int = VIEW_JPEG_QUALITY) -> str:
+    """The displayed frame as an ``<img>`` with the JPEG inline (a data URL).
+
+    Why not a ``gr.Image`` output: Gradio saves each output picture to its cache and sends a URL, so the page
+    needs a second HTTP round trip before it can decode the frame; inline, the picture arrives in the same
+    server-sent event as the stats (measured in the browser test: see the README's Live section).
+    """
+    import base64
+
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ExportError("could not encode the live frame as JPEG")
+    h, w = image.shape[:2]
+    return (f'<img class="live-frame" alt="swapped webcam frame (SYNTHETIC)" width="{w}" height="{h}" '
+            f'style="max-width:100%;height:auto" src="data:image/jpeg;base64,{base64.b64encode(data).decode()}"/>')
+
+
 def start_recording(sessions: LiveSessions, session_key: str | None) -> dict[str, Any]:
     key, session = sessions.get(session_key)
     session.recorder.start()
@@ -230,7 +252,8 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
             cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam (stays on this machine)",
                            elem_id="live-cam", webcam_options=gr.WebcamOptions(
                                mirror=True, constraints={"video": {"width": 640, "height": 480}}))
-            out = gr.Image(label="swapped (SYNTHETIC)", interactive=False, elem_id="live-out", format="jpeg")
+            out = gr.HTML('<div class="live-empty">the swapped frames (SYNTHETIC) appear here</div>',
+                          label="swapped (SYNTHETIC)", elem_id="live-out")
         stats = gr.HTML('<div id="live-timing">start the webcam to begin</div>', elem_id="live-stats")
         with gr.Row():
             rec = gr.Button("● Record to file", elem_id="live-record")
