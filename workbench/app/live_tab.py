@@ -78,7 +78,8 @@ def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any
 
 @dataclass
 class LiveSession:
-    """One browser session's live state: the swapper for the current model and the recorder."""
+    """One browser session's live state: what the page chose (set by :func:`live_configure`, so each streamed frame
+    carries only the picture), the swapper for the chosen model and the recorder."""
 
     key: tuple = ()
     swapper: Any = None
@@ -87,6 +88,11 @@ class LiveSession:
     started: float = field(default_factory=time.monotonic)
     detections: int = 0
     frames: int = 0
+    root: str | None = None
+    model: str | None = None
+    side_by_side: bool = False
+    settings: Any = None  # MergeSettings from the Merge tab's form
+    error: str | None = None  # why the chosen model could not be loaded
 
 
 class LiveSessions:
@@ -99,6 +105,12 @@ class LiveSessions:
 
         self._lru = _LRU(size)
         self._lock = threading.Lock()
+
+    def find(self, key: str | None) -> LiveSession | None:
+        """The session of ``key``, or None (a frame never creates a session: :meth:`get` does, when the page
+        configures one)."""
+        with self._lock:
+            return self._lru.get(key) if key else None
 
     def get(self, key: str | None) -> tuple[str, LiveSession]:
         from ..live import LiveRecorder
@@ -122,35 +134,69 @@ def _stats_html(session: LiveSession, result: Any, received_ms: float, recording
             f"frames{rec}</div>")
 
 
-def live_frame(ctx: AppContext, sessions: LiveSessions, frame: np.ndarray | None, root: str, model: str,
-               side_by_side: bool, settings: Mapping[str, Any], session_key: str | None) -> dict[str, Any]:
-    """Process one webcam frame: returns the displayed image, the stats line and the session key."""
-    from ..live import LiveOptions, LiveSwapper, resize_for_live
+def _load_swapper(ctx: AppContext, session: LiveSession) -> None:
+    """(Re)build the session's swapper when the project, model or layout changed (raises WorkbenchError)."""
+    from ..live import LiveOptions, LiveSwapper
+
+    project = _project(session.root)
+    key = (str(project.root), session.model, bool(session.side_by_side))
+    if session.key != key or session.swapper is None:
+        predictor, description = load_live_model(ctx, project, session.model)
+        session.swapper = LiveSwapper(predictor, options=LiveOptions(side_by_side=bool(session.side_by_side)))
+        session.key, session.description, session.frames = key, description, 0
+    if session.settings is not None:
+        session.swapper.set_settings(session.settings)
+
+
+def live_configure(ctx: AppContext, sessions: LiveSessions, root: str | None, model: str | None,
+                   side_by_side: bool, settings: Mapping[str, Any], session_key: str | None) -> dict[str, Any]:
+    """Store the page's choices (project, model, side by side, the Merge tab's settings) in the live session and
+    load the model now, off the frame path. Called when any of them changes, not per frame: a streamed frame
+    then carries only the picture and the session key, which keeps the browser's per-frame work small."""
     from .tab_merge import _settings
 
-    received_ms = time.time() * 1000.0
-    key_out, session = sessions.get(session_key)
-    out: dict[str, Any] = {} if key_out == session_key else {"live_key": key_out}
-    if frame is None:
-        return out
+    key, session = sessions.get(session_key)
+    out: dict[str, Any] = {"live_key": key}
+    session.root, session.model, session.side_by_side = root, model, bool(side_by_side)
+    session.error = None
     try:
-        project = _project(root)
-        key = (str(project.root), model, bool(side_by_side))
-        if session.key != key or session.swapper is None:
-            predictor, description = load_live_model(ctx, project, model)
-            session.swapper = LiveSwapper(predictor, options=LiveOptions(side_by_side=bool(side_by_side)))
-            session.key, session.description, session.frames = key, description, 0
-        session.swapper.set_settings(_settings(settings))
+        session.settings = _settings(settings)
+        if root and model:
+            _load_swapper(ctx, session)
+    except WorkbenchError as exc:
+        session.error = error_text(exc)
+        out["live_stats"] = f'<div id="live-message">⚠️ {session.error}</div>'
+    return out
+
+
+def live_frame(ctx: AppContext, sessions: LiveSessions, frame: np.ndarray | None,
+               session_key: str | None) -> dict[str, Any]:
+    """Process one webcam frame with the session's choices (:func:`live_configure`).
+
+    Returns ``{"live_out": html}``: the swapped frame and the stats line in one piece of HTML, or a message. One
+    output per frame on purpose: Gradio's page does work per output component and event (status, tree lookups)
+    that, on a large page, costs the browser more than the swap costs the server.
+    """
+    from ..live import resize_for_live
+
+    received_ms = time.time() * 1000.0
+    if frame is None:
+        return {}
+    session = sessions.find(session_key)
+    try:
+        if session is None or not session.root or not session.model:
+            raise MergeError((session.error if session else None) or "no model selected",
+                             hint="pick a model above (a training run, or a DFM/ONNX file of the project)")
+        _load_swapper(ctx, session)
         rgb = resize_for_live(np.asarray(frame)[..., :3].astype(np.uint8, copy=False))
         result = session.swapper.process(rgb)
         session.frames += 1
         recorder = session.recorder
         if recorder.recording and not recorder.add(result.swapped, time.monotonic()):
             recorder.stop()
-        return {**out, "live_out": result.image,
-                "live_stats": _stats_html(session, result, received_ms, recorder.recording)}
+        return {"live_out": view_html(result.image) + _stats_html(session, result, received_ms, recorder.recording)}
     except WorkbenchError as exc:
-        return {**out, "live_stats": f'<div id="live-timing">⚠️ {error_text(exc)}</div>'}
+        return {"live_out": f'<div id="live-timing">⚠️ {error_text(exc)}</div>'}
 
 
 VIEW_JPEG_QUALITY = 85
@@ -254,7 +300,7 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
                                mirror=True, constraints={"video": {"width": 640, "height": 480}}))
             out = gr.HTML('<div class="live-empty">the swapped frames (SYNTHETIC) appear here</div>',
                           label="swapped (SYNTHETIC)", elem_id="live-out")
-        stats = gr.HTML('<div id="live-timing">start the webcam to begin</div>', elem_id="live-stats")
+        stats = gr.HTML('<div id="live-message">pick a model, then start the webcam</div>', elem_id="live-stats")
         with gr.Row():
             rec = gr.Button("● Record to file", elem_id="live-record")
             stop = gr.Button("■ Stop and save", elem_id="live-stop")
@@ -272,10 +318,12 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
     root = {"root": root_state}
     lists = {"live_model": model, "export_run": export_run_dd}
     wire([tab.select, refresh.click], refresh_live, {**root, "model": model}, lists)
+    choices = {**root, "model": model, "side_by_side": sbs, "settings": dict(setting_comps), "session_key": session}
+    wire([tab.select, model.change, sbs.change] + [c.change for c in setting_comps.values()],
+         partial(live_configure, ctx, sessions), choices, {"live_key": session, "live_stats": stats},
+         show_progress="hidden")
     handler = _bind(ctx, sessions)
-    wire(cam.stream, handler, {**root, "frame": cam, "model": model, "side_by_side": sbs,
-                               "settings": dict(setting_comps), "session_key": session},
-         {"live_out": out, "live_stats": stats, "live_key": session}, stream_every=STREAM_EVERY,
+    wire(cam.stream, handler, {"frame": cam, "session_key": session}, {"live_out": out}, stream_every=STREAM_EVERY,
          time_limit=3600, concurrency_limit=1, concurrency_id="live", show_progress="hidden")
     wire(rec.click, partial(start_recording, sessions), {"session_key": session},
          {"live_key": session, "live_record_status": rec_status})
