@@ -112,7 +112,7 @@ def _check_swapped(image: np.ndarray, source: np.ndarray) -> dict[str, float]:
 
 
 def test_live_tab_with_a_fake_camera(live_app, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from workbench.export import read_provenance
 
@@ -126,6 +126,13 @@ def test_live_tab_with_a_fake_camera(live_app, tmp_path):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         try:
             page.goto(live_app["url"])
+            # the Merge tab merges with the exported file too: pick it, the page names it and shows the frame
+            page.get_by_role("tab", name="4 · Merge").click()
+            page.locator("#merge-run input").click()
+            page.get_by_role("option", name=f"file: output/{RUN}.dfm").click()
+            expect(page.locator("#merge-info")).to_contain_text(f"Model: model file output/{RUN}.dfm", timeout=120_000)
+            expect(page.locator("#merge-info")).to_contain_text("onnxruntime")
+            expect(page.locator("#merged-frame img")).to_be_visible()
             page.get_by_role("tab", name="6 · Live").click()
             page.locator("#live-model input").click()
             page.get_by_role("option", name=f"file: output/{RUN}.dfm").click()
