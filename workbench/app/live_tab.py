@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,18 +150,22 @@ def _load_swapper(ctx: AppContext, session: LiveSession) -> None:
 
 
 def live_configure(ctx: AppContext, sessions: LiveSessions, root: str | None, model: str | None,
-                   side_by_side: bool, settings: Mapping[str, Any], session_key: str | None) -> dict[str, Any]:
+                   side_by_side: bool, settings: Mapping[str, Any] | None, session_key: str | None) -> dict[str, Any]:
     """Store the page's choices (project, model, side by side, the Merge tab's settings) in the live session and
     load the model now, off the frame path. Called when any of them changes, not per frame: a streamed frame
-    then carries only the picture and the session key, which keeps the browser's per-frame work small."""
-    from .tab_merge import _settings
+    then carries only the picture and the session key, which keeps the browser's per-frame work small.
+    ``settings`` None: the project's saved merge settings (``merge.json``; the stand-alone live page)."""
+    from .tab_merge import _merge_config, _settings
 
     key, session = sessions.get(session_key)
     out: dict[str, Any] = {"live_key": key}
     session.root, session.model, session.side_by_side = root, model, bool(side_by_side)
     session.error = None
     try:
-        session.settings = _settings(settings)
+        if settings is not None:
+            session.settings = _settings(settings)
+        elif root:
+            session.settings = _merge_config(_project(root)).default
         if root and model:
             _load_swapper(ctx, session)
     except WorkbenchError as exc:
@@ -273,13 +278,71 @@ def _choices_update(root: str | None, value: str | None = None) -> Any:
 
 
 def refresh_live(root: str | None, model: str | None = None) -> dict[str, Any]:
+    return {"live_model": _choices_update(root, model)}
+
+
+def refresh_export_runs(root: str | None) -> dict[str, Any]:
     import gradio as gr
 
     from .tab_merge import merge_run_choices
 
     runs = list(reversed(merge_run_choices(root))) if root else []
-    return {"live_model": _choices_update(root, model),
-            "export_run": gr.update(choices=runs, value=runs[0] if runs else None)}
+    return {"export_run": gr.update(choices=runs, value=runs[0] if runs else None)}
+
+
+def _live_view(ctx: AppContext, root_state: Any, setting_comps: Mapping[str, Any] | None, wire: Callable[..., Any],
+               triggers: list[Any], load: Any = None) -> dict[str, Any]:
+    """Lay out and wire the live controls (model, side by side, webcam, output, record) where the caller is.
+
+    ``setting_comps``: the Merge tab's setting components (the tab), or None (the stand-alone page: the project's
+    saved merge settings are used). ``triggers``: events that refresh the model list and configure the session
+    (the tab's select); ``load``: the page's load event (refreshes the list; setting the model configures).
+    Returns the components the caller wires further.
+    """
+    import gradio as gr
+
+    with gr.Row():
+        model = gr.Dropdown([], label="model (a training run, or a DFM/ONNX file in the project)",
+                            elem_id="live-model", allow_custom_value=False)
+        sbs = gr.Checkbox(False, label="side by side: original | swapped", elem_id="live-sbs")
+        refresh = gr.Button("Refresh models", size="sm", scale=0)
+    with gr.Row():
+        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam (stays on this machine)",
+                       elem_id="live-cam", webcam_options=gr.WebcamOptions(
+                           mirror=True, constraints={"video": {"width": 640, "height": 480}}))
+        out = gr.HTML('<div class="live-empty">the swapped frames (SYNTHETIC) appear here</div>',
+                      label="swapped (SYNTHETIC)", elem_id="live-out")
+    stats = gr.HTML('<div id="live-message">pick a model, then start the webcam</div>', elem_id="live-stats")
+    with gr.Row():
+        rec = gr.Button("● Record to file", elem_id="live-record")
+        stop = gr.Button("■ Stop and save", elem_id="live-stop")
+    rec_status = gr.Markdown(elem_id="live-record-status")
+    session = gr.State(None)  # the key of this page's LiveSession
+
+    sessions = LiveSessions()
+    root = {"root": root_state}
+    wire(triggers + [refresh.click], refresh_live, {**root, "model": model}, {"live_model": model})
+    if load is not None:
+        wire(load, refresh_live, {**root, "model": model}, {"live_model": model})
+    choices: dict[str, Any] = {**root, "model": model, "side_by_side": sbs, "session_key": session}
+    if setting_comps is not None:
+        choices["settings"] = dict(setting_comps)
+        configure = partial(live_configure, ctx, sessions)
+    else:  # the stand-alone page: the project's saved settings
+        configure = partial(live_configure, ctx, sessions, settings=None)
+    wire(triggers + [model.change, sbs.change] + [c.change for c in (setting_comps or {}).values()],
+         configure, choices, {"live_key": session, "live_stats": stats}, show_progress="hidden")
+    handler = _bind(ctx, sessions)
+    wire(cam.stream, handler, {"frame": cam, "session_key": session}, {"live_out": out}, stream_every=STREAM_EVERY,
+         time_limit=3600, concurrency_limit=1, concurrency_id="live", show_progress="hidden")
+    wire(rec.click, partial(start_recording, sessions), {"session_key": session},
+         {"live_key": session, "live_record_status": rec_status})
+    wire(stop.click, partial(stop_recording, sessions), {**root, "session_key": session},
+         {"status": rec_status, "live_key": session})
+    return {"model": model, "status": rec_status}
+
+
+LIVE_PAGE_PATH = "live"
 
 
 def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str, Any],
@@ -289,22 +352,11 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
 
     with gr.Tab("6 · Live", id="tab-live") as tab:
         gr.Markdown(LIVE_TEXT, elem_classes=["learn"])
-        with gr.Row():
-            model = gr.Dropdown([], label="model (a training run, or a DFM/ONNX file in the project)",
-                                elem_id="live-model", allow_custom_value=False)
-            sbs = gr.Checkbox(False, label="side by side: original | swapped", elem_id="live-sbs")
-            refresh = gr.Button("Refresh models", size="sm", scale=0)
-        with gr.Row():
-            cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam (stays on this machine)",
-                           elem_id="live-cam", webcam_options=gr.WebcamOptions(
-                               mirror=True, constraints={"video": {"width": 640, "height": 480}}))
-            out = gr.HTML('<div class="live-empty">the swapped frames (SYNTHETIC) appear here</div>',
-                          label="swapped (SYNTHETIC)", elem_id="live-out")
-        stats = gr.HTML('<div id="live-message">pick a model, then start the webcam</div>', elem_id="live-stats")
-        with gr.Row():
-            rec = gr.Button("● Record to file", elem_id="live-record")
-            stop = gr.Button("■ Stop and save", elem_id="live-stop")
-        rec_status = gr.Markdown(elem_id="live-record-status")
+        gr.Markdown(f"**Faster:** the same live view on its own page, [/{LIVE_PAGE_PATH}](/{LIVE_PAGE_PATH}) "
+                    "(the project's saved merge settings). This page holds the whole workbench, and Gradio's "
+                    "page does work for every one of its components on each streamed frame, which costs the "
+                    "browser more than the swap costs the server.", elem_id="live-page-link")
+        view = _live_view(ctx, root_state, setting_comps, wire, [tab.select])
         with gr.Accordion("Export the model (DFM / ONNX)", open=False):
             gr.Markdown(EXPORT_TEXT, elem_classes=["learn"])
             with gr.Row():
@@ -312,26 +364,48 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
                 fmt = gr.Radio(["dfm", "onnx"], value="dfm", label="format", elem_id="export-model-format")
                 overwrite = gr.Checkbox(False, label="overwrite")
                 export_btn = gr.Button("Export model", elem_id="export-model-btn")
-        session = gr.State(None)  # the key of this page's LiveSession
 
-    sessions = LiveSessions()
     root = {"root": root_state}
-    lists = {"live_model": model, "export_run": export_run_dd}
-    wire([tab.select, refresh.click], refresh_live, {**root, "model": model}, lists)
-    choices = {**root, "model": model, "side_by_side": sbs, "settings": dict(setting_comps), "session_key": session}
-    wire([tab.select, model.change, sbs.change] + [c.change for c in setting_comps.values()],
-         partial(live_configure, ctx, sessions), choices, {"live_key": session, "live_stats": stats},
-         show_progress="hidden")
-    handler = _bind(ctx, sessions)
-    wire(cam.stream, handler, {"frame": cam, "session_key": session}, {"live_out": out}, stream_every=STREAM_EVERY,
-         time_limit=3600, concurrency_limit=1, concurrency_id="live", show_progress="hidden")
-    wire(rec.click, partial(start_recording, sessions), {"session_key": session},
-         {"live_key": session, "live_record_status": rec_status})
-    wire(stop.click, partial(stop_recording, sessions), {**root, "session_key": session},
-         {"status": rec_status, "live_key": session})
+    wire(tab.select, refresh_export_runs, root, {"export_run": export_run_dd})
     wire(export_btn.click, export_model_cb, {**root, "run": export_run_dd, "fmt": fmt, "overwrite": overwrite},
-         {"status": rec_status, "live_model": model}, concurrency_id="heavy")
+         {"status": view["status"], "live_model": view["model"]}, concurrency_id="heavy")
     return tab
+
+
+LIVE_PAGE_TEXT = """**Live face swap** of the Face-Swap Workbench: your webcam frames go to the workbench on this
+machine (never anywhere else), the chosen model swaps the face and the project's **saved** merge settings
+(Merge tab → *Save as project default*) blend it in. The **SYNTHETIC** label is always drawn; nothing is recorded
+unless you press *Record*. Use only your own face or faces of people who consented. The full workbench, with the
+Merge tab's live settings and model export, is at [/](/)."""
+
+
+def build_live_page(ctx: AppContext, demo: Any, root: str | None, wire: Callable[..., Any]) -> None:
+    """Add the stand-alone live page (``/live``) to the app: a small page, so the browser's per-frame work stays
+    small (measured in the browser test: see the README's Live section)."""
+    import gradio as gr
+
+    from .tab_project import list_projects
+
+    with demo.route("Live", f"/{LIVE_PAGE_PATH}"):
+        gr.Markdown(LIVE_PAGE_TEXT, elem_classes=["learn"])
+        projects = list_projects(ctx)
+        current = Path(root).name if root else (projects[0] if projects else None)
+        project = gr.Dropdown(projects, value=current, label="project", elem_id="live-project")
+        root_state = gr.State(root or (str(ctx.workspace / current) if current else None))
+        wire(project.change, partial(live_page_project, ctx), {"name": project}, {"root": root_state})
+        _live_view(ctx, root_state, None, wire, [root_state.change], load=demo.load)
+
+
+def live_page_project(ctx: AppContext, name: str | None) -> dict[str, Any]:
+    """The live page's project: a project folder of the workspace, by name (as the Project tab opens it)."""
+    from .tab_project import _workspace_child
+
+    if not name:
+        return {"root": None}
+    try:
+        return {"root": str(Project.open(_workspace_child(ctx, name)).root)}
+    except WorkbenchError:
+        return {"root": None}
 
 
 def _bind(ctx: AppContext, sessions: LiveSessions) -> Callable[..., dict[str, Any]]:

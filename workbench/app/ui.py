@@ -548,6 +548,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                          "crf": export_crf}, export_status)
         _wire(exports.input, tab_export.show_export, {**R, "name": exports}, export_out)
 
+    live_tab.build_live_page(ctx, demo, root, _wire)  # /live: the live view on a small, fast page
+
     def served(new_root: Path) -> None:
         if str(new_root) not in demo.allowed_paths:
             demo.allowed_paths.append(str(new_root))
