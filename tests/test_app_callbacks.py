@@ -341,7 +341,7 @@ def test_merge_before_a_model_exists_shows_a_message(empty_workspace):
     # asked for explicitly: a warning
     assert "has no trained model yet" in tab_merge.color_variants(empty_workspace, root, "r1", 0, {})["status"]
     assert "has no trained model yet" in tab_merge.merge_all(empty_workspace, root, "r1", {})["status"]
-    assert "no model selected" in tab_merge.merge_all(empty_workspace, root, None, {})["status"]
+    assert "no training run selected" in tab_merge.merge_all(empty_workspace, root, None, {})["status"]
 
 
 def test_merge_preview_caches_the_prediction_and_renders_colour_variants(small_project, ctx):

@@ -163,13 +163,32 @@ def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path)
     shown = _shown_image(first["live_out"])
     assert shown.shape == frames[0].shape
     assert np.abs(shown.astype(int) - frames[0].astype(int)).mean() > 1  # swapped and labelled, not the input
-    assert live_configure(ctx, sessions, root, model, True, settings, key) == {"live_key": key}
+    configured = live_configure(ctx, sessions, root, model, True, settings, key)
+    assert configured["live_key"] == key and f"Model: model file {RUN}.onnx" in configured["live_stats"]
     again = live_frame(ctx, sessions, frames[1], key)
     assert _shown_image(again["live_out"]).shape == (480, 1280, 3)  # side by side, same session
     bad = live_configure(ctx, sessions, root, f"{FILE_PREFIX}../../etc/passwd", False, settings, key)
     assert "outside the project" in bad["live_stats"]
     assert "outside the project" in live_frame(ctx, sessions, frames[1], key)["live_out"]
     live_configure(ctx, sessions, root, model, False, settings, key)
+
+    # the stand-alone /live page: no form, the project's saved merge settings (merge.json)
+    from workbench.app.live_tab import live_page_project
+    from workbench.merge import MergeConfig, MergeSettings
+
+    (trained_project / "merge.json").unlink(missing_ok=True)
+    page_key = live_configure(ctx, sessions, root, model, False, None, None)["live_key"]
+    assert sessions.find(page_key).settings == MergeConfig().default  # no merge.json: the defaults
+    try:
+        MergeConfig(MergeSettings().replace(blur=37, mode="overlay")).save(trained_project / "merge.json")
+        live_configure(ctx, sessions, root, model, False, None, page_key)
+        assert sessions.find(page_key).settings.blur == 37
+        assert sessions.find(page_key).swapper.settings.blur == 37
+    finally:
+        (trained_project / "merge.json").unlink(missing_ok=True)
+    assert _shown_image(live_frame(ctx, sessions, frames[0], page_key)["live_out"]).shape == frames[0].shape
+    assert live_page_project(ctx, trained_project.name) == {"root": str(trained_project.resolve())}
+    assert live_page_project(ctx, "../etc") == {"root": None}
 
     assert "Nothing is being recorded" in stop_recording(sessions, root, key)["status"]
     start_recording(sessions, key)

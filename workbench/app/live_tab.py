@@ -168,6 +168,8 @@ def live_configure(ctx: AppContext, sessions: LiveSessions, root: str | None, mo
             session.settings = _merge_config(_project(root)).default
         if root and model:
             _load_swapper(ctx, session)
+            out["live_stats"] = (f'<div id="live-message">Model: {session.description}. Start the webcam (or keep '
+                                 'it running).</div>')
     except WorkbenchError as exc:
         session.error = error_text(exc)
         out["live_stats"] = f'<div id="live-message">⚠️ {session.error}</div>'

@@ -150,7 +150,8 @@ def merge_model(ctx: AppContext, project: Project, choice: str | None) -> MergeM
     from ..train.runs import checkpoint_path
 
     if not choice:
-        raise MergeError("no model selected", hint="pick a training run or a DFM/ONNX file at the top of the Merge tab")
+        raise MergeError("no training run selected (nor a DFM/ONNX model file)",
+                         hint="pick a training run or a DFM/ONNX file at the top of the Merge tab")
     if is_model_file(choice):
         path = model_file_path(project, choice)
         predictor = ctx.model_file(path)
