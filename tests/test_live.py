@@ -115,6 +115,18 @@ def test_recording_only_when_asked_and_exported_with_provenance(frames, predicto
     assert first[ly, lx].max() > 200  # the label is burnt in
 
 
+def _shown_image(html: str) -> np.ndarray:
+    """The RGB picture inside the Live tab's output HTML (an <img> with a JPEG data URL)."""
+    import base64
+    import re
+
+    import cv2
+
+    match = re.search(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', html)
+    assert match, html[:200]
+    return cv2.imdecode(np.frombuffer(base64.b64decode(match.group(1)), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+
+
 def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path):  # noqa: F811
     """The Live tab's plain functions: model list, model export, one streamed frame, recording to output/."""
     from workbench.app.context import AppContext
@@ -122,6 +134,7 @@ def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path)
         FILE_PREFIX,
         LiveSessions,
         export_model_cb,
+        live_configure,
         live_frame,
         live_model_choices,
         start_recording,
@@ -139,19 +152,48 @@ def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path)
 
     sessions = LiveSessions()
     settings = {"mode": "overlay", "erode": 0, "blur": 0}
-    first = live_frame(ctx, sessions, frames[0], root, f"{FILE_PREFIX}output/{RUN}.onnx", False, settings, None)
-    key = first["live_key"]
-    assert first["live_out"].shape == frames[0].shape and 'id="live-timing"' in first["live_stats"]
-    assert not np.array_equal(first["live_out"], frames[0])
-    again = live_frame(ctx, sessions, frames[1], root, f"{FILE_PREFIX}output/{RUN}.onnx", True, settings, key)
-    assert "live_key" not in again and again["live_out"].shape == (480, 1280, 3)  # side by side, same session
-    bad = live_frame(ctx, sessions, frames[1], root, f"{FILE_PREFIX}../../etc/passwd", False, settings, key)
-    assert "live_out" not in bad and "outside the project" in bad["live_stats"]
+    model = f"{FILE_PREFIX}output/{RUN}.onnx"
+    # a frame before the page configured a session: a message, and no session is made for it
+    early = live_frame(ctx, sessions, frames[0], None)
+    assert "no model selected" in early["live_out"] and "<img" not in early["live_out"]
+    assert not sessions._lru.data
+    key = live_configure(ctx, sessions, root, model, False, settings, None)["live_key"]
+    first = live_frame(ctx, sessions, frames[0], key)
+    assert set(first) == {"live_out"} and 'id="live-timing"' in first["live_out"] and "fps" in first["live_out"]
+    shown = _shown_image(first["live_out"])
+    assert shown.shape == frames[0].shape
+    assert np.abs(shown.astype(int) - frames[0].astype(int)).mean() > 1  # swapped and labelled, not the input
+    configured = live_configure(ctx, sessions, root, model, True, settings, key)
+    assert configured["live_key"] == key and f"Model: model file {RUN}.onnx" in configured["live_stats"]
+    again = live_frame(ctx, sessions, frames[1], key)
+    assert _shown_image(again["live_out"]).shape == (480, 1280, 3)  # side by side, same session
+    bad = live_configure(ctx, sessions, root, f"{FILE_PREFIX}../../etc/passwd", False, settings, key)
+    assert "outside the project" in bad["live_stats"]
+    assert "outside the project" in live_frame(ctx, sessions, frames[1], key)["live_out"]
+    live_configure(ctx, sessions, root, model, False, settings, key)
+
+    # the stand-alone /live page: no form, the project's saved merge settings (merge.json)
+    from workbench.app.live_tab import live_page_project
+    from workbench.merge import MergeConfig, MergeSettings
+
+    (trained_project / "merge.json").unlink(missing_ok=True)
+    page_key = live_configure(ctx, sessions, root, model, False, None, None)["live_key"]
+    assert sessions.find(page_key).settings == MergeConfig().default  # no merge.json: the defaults
+    try:
+        MergeConfig(MergeSettings().replace(blur=37, mode="overlay")).save(trained_project / "merge.json")
+        live_configure(ctx, sessions, root, model, False, None, page_key)
+        assert sessions.find(page_key).settings.blur == 37
+        assert sessions.find(page_key).swapper.settings.blur == 37
+    finally:
+        (trained_project / "merge.json").unlink(missing_ok=True)
+    assert _shown_image(live_frame(ctx, sessions, frames[0], page_key)["live_out"]).shape == frames[0].shape
+    assert live_page_project(ctx, trained_project.name) == {"root": str(trained_project.resolve())}
+    assert live_page_project(ctx, "../etc") == {"root": None}
 
     assert "Nothing is being recorded" in stop_recording(sessions, root, key)["status"]
     start_recording(sessions, key)
     for f in frames[2:6]:
-        live_frame(ctx, sessions, f, root, f"{FILE_PREFIX}output/{RUN}.onnx", False, settings, key)
+        live_frame(ctx, sessions, f, key)
     saved = stop_recording(sessions, root, key)["status"]
     assert "Saved" in saved and "provenance" in saved
     videos = sorted((trained_project / "output").glob("live_*.mp4"))

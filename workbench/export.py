@@ -321,13 +321,28 @@ def describe_model(project: Project, run: str | None = None, files: list[str] | 
     if run is not None:
         check_run_name(run)
         return _describe_run(project, run, None)
-    records = [m for m in merged_models(project, files) if isinstance(m.get("run"), str)]
+    records = [m for m in merged_models(project, files)
+               if isinstance(m.get("run"), str) or isinstance(m.get("model_file"), str)]
     if records:
-        return "; ".join(_describe_run(project, str(m["run"]), m.get("step")) for m in records)
+        return "; ".join(_describe_model_file(m) if isinstance(m.get("model_file"), str)
+                         else _describe_run(project, str(m["run"]), m.get("step")) for m in records)
     latest = latest_run(project, require_checkpoint=True)
     if latest is None:
         return "face-swap model (unrecorded)"
     return _describe_run(project, latest.run_dir.name, None) + " (latest run; the merge did not record its model)"
+
+
+def _describe_model_file(record: dict[str, Any]) -> str:
+    """A merge record of a DFM/ONNX file (:class:`workbench.export_model.OnnxPredictor`'s provenance)."""
+    text = f"DFM/ONNX model file '{record['model_file']}'"
+    details = [str(record["architecture"])] if isinstance(record.get("architecture"), str) else []
+    if isinstance(record.get("exported_from"), str):
+        step = record.get("step")
+        details.append(f"exported from workbench run '{record['exported_from']}'"
+                       + (f" at step {step}" if isinstance(step, int) else ""))
+    else:
+        details.append("made elsewhere")
+    return text + f" ({', '.join(details)})"
 
 
 def _describe_run(project: Project, name: str, step: Any) -> str:

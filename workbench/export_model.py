@@ -259,6 +259,21 @@ class OnnxPredictor:
         self._inputs = [i.name for i in self.session.get_inputs()]
         batch_dim = self.session.get_inputs()[0].shape[0]
         self._fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        # What made the merged frames, recorded by the merger and named by export's provenance (as a run's
+        # predictor records {"run", "step"}); the file name only: the project may move.
+        self.provenance: dict[str, Any] = {"model_file": self.path.name, "architecture": self.info.architecture,
+                                           "step": self.info.step, "run": None}
+        if self.info.metadata and self.info.metadata.get("run"):
+            self.provenance["exported_from"] = self.info.metadata["run"]
+
+    def describe(self) -> str:
+        """One line for the page: file, backend, resolution, face type and where it came from."""
+        info = self.info
+        origin = (f"exported from run {info.metadata['run']} at step {info.step}"
+                  if info.metadata and info.metadata.get("run") else "made elsewhere (no workbench metadata)")
+        face = info.face_type or "face type not recorded (the merge settings' face type is used)"
+        return (f"{self.path.name}: onnxruntime {self.provider.replace('ExecutionProvider', '')}, "
+                f"{info.resolution} px, {face}, {origin}")
 
     @property
     def provider(self) -> str:
@@ -304,6 +319,59 @@ class OnnxPredictor:
 def load_onnx_predictor(path: str | Path, threads: int | None = None, morph: float = 1.0) -> OnnxPredictor:
     """An :class:`OnnxPredictor` for a DFM/ONNX file (ours or any that follows the DFM contract)."""
     return OnnxPredictor(path, threads=threads, morph=morph)
+
+
+MODEL_SUFFIXES: tuple[str, ...] = (".dfm", ".onnx")
+
+
+def find_model_files(project: Any) -> list[Path]:
+    """DFM/ONNX files in the project's ``output/`` and ``models/`` folders, sorted; hidden files (an atomic write's
+    temporary file) and files whose real path leaves the project (a symlink out) are skipped."""
+    found: list[Path] = []
+    for folder in (project.output_dir, project.models_dir):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() not in MODEL_SUFFIXES or path.name.startswith(".") or not path.is_file():
+                continue
+            real = path.resolve()
+            if project.root in real.parents:
+                found.append(path)
+    return found
+
+
+def import_model_file(project: Any, source: str | Path, name: str | None = None) -> Path:
+    """Copy a DFM/ONNX file into ``PROJECT/models/`` (so every path stays inside the project), after checking that
+    it loads in onnxruntime and follows the DFM contract. An existing file of that name is kept: the copy gets
+    ``_2``, ``_3``, ... unless it has the same bytes, in which case that file is returned.
+
+    Raises:
+        ExportError: not a .dfm/.onnx name, not loadable, or not DFM-shaped (nothing is written then).
+    """
+    import filecmp
+    import re
+    import shutil
+
+    from .fileutil import atomic_path
+
+    source = Path(source)
+    base = Path(name or source.name).name
+    stem, suffix = Path(base).stem, Path(base).suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise ExportError("not a DFM/ONNX model file", base, "the file name must end in .dfm or .onnx")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:80] or "model"
+    load_onnx_predictor(source, threads=1)  # refuses a broken or non-DFM file before anything is copied
+    folder = Path(project.models_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target, k = folder / f"{stem}{suffix}", 1
+    while target.exists():
+        if target.is_file() and filecmp.cmp(source, target, shallow=False):
+            return target
+        k += 1
+        target = folder / f"{stem}_{k}{suffix}"
+    with atomic_path(target, size_hint=source.stat().st_size) as tmp:
+        shutil.copyfile(source, tmp)
+    return target
 
 
 def default_output(project_output_dir: Path, run_name: str, fmt: str) -> Path:

@@ -28,6 +28,8 @@ from ..train.runs import RUN_NAME_RE  # one rule for run names: the library's
 
 log = logging.getLogger("workbench.app")
 SIDES = ("src", "dst")
+# A model list entry naming a DFM/ONNX file of the project ("file: output/run1.dfm"); a run name never has ": ".
+MODEL_FILE_PREFIX = "file: "
 
 
 def error_text(exc: BaseException) -> str:

@@ -84,6 +84,17 @@ class AppContext:
                 cached = self._predictors.put(key, load_predictor(run_dir, device="cpu"))
             return cached
 
+    def model_file(self, path: Path) -> Any:
+        """A DFM/ONNX file of the project as a merge predictor (reloaded when the file changes)."""
+        from ..export_model import load_onnx_predictor
+
+        key = ("model-file", str(path), _mtime(path))
+        with self._lock:
+            cached = self._predictors.get(key)
+            if cached is None:
+                cached = self._predictors.put(key, load_onnx_predictor(path))
+            return cached
+
     def predictions(self, key: tuple, compute: Callable[[], list]) -> list:
         with self._lock:
             cached = self._predictions.get(key)

@@ -179,7 +179,7 @@ def merge_as_job(root: str, run: str | None, settings: Mapping[str, Any], tempor
                  store: JobStore | None = None, start_server: bool = True) -> dict[str, Any]:
     """The Merge tab's form as a queued ``workbench merge`` job: the form is saved as the project's default
     (``merge.json``, which the merge command reads), then the whole clip is merged in the job's process."""
-    from .tab_merge import save_merge_default
+    from .tab_merge import is_model_file, project_relative_model, save_merge_default
 
     if not root:
         raise WorkbenchError("no project is open", hint="open a project in the Project tab first")
@@ -188,7 +188,11 @@ def merge_as_job(root: str, run: str | None, settings: Mapping[str, Any], tempor
     saved = save_merge_default(root, settings, temporal_smoothing)
     if "merge.json" not in str(saved.get("status", "")):
         return saved  # the form was refused: its message says why
-    return _submit(_store(store), root, "merge", ["--run", str(run)], start_server=start_server)
+    if is_model_file(run):  # a DFM/ONNX file of the project: `workbench merge --model` (checked inside the project)
+        argv = ["--model", project_relative_model(root, run)]
+    else:
+        argv = ["--run", str(run)]
+    return _submit(_store(store), root, "merge", argv, start_server=start_server)
 
 
 @guarded

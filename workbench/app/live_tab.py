@@ -14,18 +14,18 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ExportError, MergeError, WorkbenchError
 from ..project import Project
-from .common import _project, _run_dir, _safe_file_name, error_text, guarded
+from .common import MODEL_FILE_PREFIX, _project, _run_dir, _safe_file_name, error_text, guarded
 from .context import AppContext
 
 RUN_PREFIX = "run: "
-FILE_PREFIX = "file: "
-MODEL_SUFFIXES = (".dfm", ".onnx")
+FILE_PREFIX = MODEL_FILE_PREFIX
 STREAM_EVERY = 0.05  # seconds between webcam frames sent by the page (the server drops what it cannot keep up with)
 
 LIVE_TEXT = """**What is happening here?** Your webcam frames go to the workbench on this machine (never anywhere
@@ -49,14 +49,11 @@ def live_model_choices(root: str | None) -> list[str]:
 
     if not root:
         return []
+    from ..export_model import find_model_files
+
     choices = [RUN_PREFIX + name for name in reversed(merge_run_choices(root))]
     project = Project.open(root)
-    for folder in (project.output_dir, project.models_dir):
-        if folder.is_dir():
-            for path in sorted(folder.rglob("*")):
-                if path.suffix.lower() in MODEL_SUFFIXES and path.is_file():
-                    choices.append(FILE_PREFIX + project.relative(path))
-    return choices
+    return choices + [FILE_PREFIX + project.relative(path) for path in find_model_files(project)]
 
 
 def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any, str]:
@@ -65,7 +62,7 @@ def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any
     Raises:
         MergeError: nothing chosen or an unknown choice; ExportError / TrainingError from loading.
     """
-    from ..export_model import load_onnx_predictor
+    from ..export_model import MODEL_SUFFIXES, load_onnx_predictor
 
     if not choice:
         raise MergeError("no model selected", hint="train a run, or export/copy a .dfm file into output/")
@@ -82,7 +79,8 @@ def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any
 
 @dataclass
 class LiveSession:
-    """One browser session's live state: the swapper for the current model and the recorder."""
+    """One browser session's live state: what the page chose (set by :func:`live_configure`, so each streamed frame
+    carries only the picture), the swapper for the chosen model and the recorder."""
 
     key: tuple = ()
     swapper: Any = None
@@ -91,6 +89,11 @@ class LiveSession:
     started: float = field(default_factory=time.monotonic)
     detections: int = 0
     frames: int = 0
+    root: str | None = None
+    model: str | None = None
+    side_by_side: bool = False
+    settings: Any = None  # MergeSettings from the Merge tab's form
+    error: str | None = None  # why the chosen model could not be loaded
 
 
 class LiveSessions:
@@ -103,6 +106,12 @@ class LiveSessions:
 
         self._lru = _LRU(size)
         self._lock = threading.Lock()
+
+    def find(self, key: str | None) -> LiveSession | None:
+        """The session of ``key``, or None (a frame never creates a session: :meth:`get` does, when the page
+        configures one)."""
+        with self._lock:
+            return self._lru.get(key) if key else None
 
     def get(self, key: str | None) -> tuple[str, LiveSession]:
         from ..live import LiveRecorder
@@ -126,35 +135,97 @@ def _stats_html(session: LiveSession, result: Any, received_ms: float, recording
             f"frames{rec}</div>")
 
 
-def live_frame(ctx: AppContext, sessions: LiveSessions, frame: np.ndarray | None, root: str, model: str,
-               side_by_side: bool, settings: Mapping[str, Any], session_key: str | None) -> dict[str, Any]:
-    """Process one webcam frame: returns the displayed image, the stats line and the session key."""
-    from ..live import LiveOptions, LiveSwapper, resize_for_live
-    from .tab_merge import _settings
+def _load_swapper(ctx: AppContext, session: LiveSession) -> None:
+    """(Re)build the session's swapper when the project, model or layout changed (raises WorkbenchError)."""
+    from ..live import LiveOptions, LiveSwapper
+
+    project = _project(session.root)
+    key = (str(project.root), session.model, bool(session.side_by_side))
+    if session.key != key or session.swapper is None:
+        predictor, description = load_live_model(ctx, project, session.model)
+        session.swapper = LiveSwapper(predictor, options=LiveOptions(side_by_side=bool(session.side_by_side)))
+        session.key, session.description, session.frames = key, description, 0
+    if session.settings is not None:
+        session.swapper.set_settings(session.settings)
+
+
+def live_configure(ctx: AppContext, sessions: LiveSessions, root: str | None, model: str | None,
+                   side_by_side: bool, settings: Mapping[str, Any] | None, session_key: str | None) -> dict[str, Any]:
+    """Store the page's choices (project, model, side by side, the Merge tab's settings) in the live session and
+    load the model now, off the frame path. Called when any of them changes, not per frame: a streamed frame
+    then carries only the picture and the session key, which keeps the browser's per-frame work small.
+    ``settings`` None: the project's saved merge settings (``merge.json``; the stand-alone live page)."""
+    from .tab_merge import _merge_config, _settings
+
+    key, session = sessions.get(session_key)
+    out: dict[str, Any] = {"live_key": key}
+    session.root, session.model, session.side_by_side = root, model, bool(side_by_side)
+    session.error = None
+    try:
+        if settings is not None:
+            session.settings = _settings(settings)
+        elif root:
+            session.settings = _merge_config(_project(root)).default
+        if root and model:
+            _load_swapper(ctx, session)
+            out["live_stats"] = (f'<div id="live-message">Model: {session.description}. Start the webcam (or keep '
+                                 'it running).</div>')
+    except WorkbenchError as exc:
+        session.error = error_text(exc)
+        out["live_stats"] = f'<div id="live-message">⚠️ {session.error}</div>'
+    return out
+
+
+def live_frame(ctx: AppContext, sessions: LiveSessions, frame: np.ndarray | None,
+               session_key: str | None) -> dict[str, Any]:
+    """Process one webcam frame with the session's choices (:func:`live_configure`).
+
+    Returns ``{"live_out": html}``: the swapped frame and the stats line in one piece of HTML, or a message. One
+    output per frame on purpose: Gradio's page does work per output component and event (status, tree lookups)
+    that, on a large page, costs the browser more than the swap costs the server.
+    """
+    from ..live import resize_for_live
 
     received_ms = time.time() * 1000.0
-    key_out, session = sessions.get(session_key)
-    out: dict[str, Any] = {} if key_out == session_key else {"live_key": key_out}
     if frame is None:
-        return out
+        return {}
+    session = sessions.find(session_key)
     try:
-        project = _project(root)
-        key = (str(project.root), model, bool(side_by_side))
-        if session.key != key or session.swapper is None:
-            predictor, description = load_live_model(ctx, project, model)
-            session.swapper = LiveSwapper(predictor, options=LiveOptions(side_by_side=bool(side_by_side)))
-            session.key, session.description, session.frames = key, description, 0
-        session.swapper.set_settings(_settings(settings))
+        if session is None or not session.root or not session.model:
+            raise MergeError((session.error if session else None) or "no model selected",
+                             hint="pick a model above (a training run, or a DFM/ONNX file of the project)")
+        _load_swapper(ctx, session)
         rgb = resize_for_live(np.asarray(frame)[..., :3].astype(np.uint8, copy=False))
         result = session.swapper.process(rgb)
         session.frames += 1
         recorder = session.recorder
         if recorder.recording and not recorder.add(result.swapped, time.monotonic()):
             recorder.stop()
-        return {**out, "live_out": result.image,
-                "live_stats": _stats_html(session, result, received_ms, recorder.recording)}
+        return {"live_out": view_html(result.image) + _stats_html(session, result, received_ms, recorder.recording)}
     except WorkbenchError as exc:
-        return {**out, "live_stats": f'<div id="live-timing">⚠️ {error_text(exc)}</div>'}
+        return {"live_out": f'<div id="live-timing">⚠️ {error_text(exc)}</div>'}
+
+
+VIEW_JPEG_QUALITY = 85
+
+
+def view_html(image: np.ndarray, quality: int = VIEW_JPEG_QUALITY) -> str:
+    """The displayed frame as an ``<img>`` with the JPEG inline (a data URL).
+
+    Why not a ``gr.Image`` output: Gradio saves each output picture to its cache and sends a URL, so the page
+    needs a second HTTP round trip before it can decode the frame; inline, the picture arrives in the same
+    server-sent event as the stats (measured in the browser test: see the README's Live section).
+    """
+    import base64
+
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ExportError("could not encode the live frame as JPEG")
+    h, w = image.shape[:2]
+    return (f'<img class="live-frame" alt="swapped webcam frame (SYNTHETIC)" width="{w}" height="{h}" '
+            f'style="max-width:100%;height:auto" src="data:image/jpeg;base64,{base64.b64encode(data).decode()}"/>')
 
 
 def start_recording(sessions: LiveSessions, session_key: str | None) -> dict[str, Any]:
@@ -209,13 +280,71 @@ def _choices_update(root: str | None, value: str | None = None) -> Any:
 
 
 def refresh_live(root: str | None, model: str | None = None) -> dict[str, Any]:
+    return {"live_model": _choices_update(root, model)}
+
+
+def refresh_export_runs(root: str | None) -> dict[str, Any]:
     import gradio as gr
 
     from .tab_merge import merge_run_choices
 
     runs = list(reversed(merge_run_choices(root))) if root else []
-    return {"live_model": _choices_update(root, model),
-            "export_run": gr.update(choices=runs, value=runs[0] if runs else None)}
+    return {"export_run": gr.update(choices=runs, value=runs[0] if runs else None)}
+
+
+def _live_view(ctx: AppContext, root_state: Any, setting_comps: Mapping[str, Any] | None, wire: Callable[..., Any],
+               triggers: list[Any], load: Any = None) -> dict[str, Any]:
+    """Lay out and wire the live controls (model, side by side, webcam, output, record) where the caller is.
+
+    ``setting_comps``: the Merge tab's setting components (the tab), or None (the stand-alone page: the project's
+    saved merge settings are used). ``triggers``: events that refresh the model list and configure the session
+    (the tab's select); ``load``: the page's load event (refreshes the list; setting the model configures).
+    Returns the components the caller wires further.
+    """
+    import gradio as gr
+
+    with gr.Row():
+        model = gr.Dropdown([], label="model (a training run, or a DFM/ONNX file in the project)",
+                            elem_id="live-model", allow_custom_value=False)
+        sbs = gr.Checkbox(False, label="side by side: original | swapped", elem_id="live-sbs")
+        refresh = gr.Button("Refresh models", size="sm", scale=0)
+    with gr.Row():
+        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam (stays on this machine)",
+                       elem_id="live-cam", webcam_options=gr.WebcamOptions(
+                           mirror=True, constraints={"video": {"width": 640, "height": 480}}))
+        out = gr.HTML('<div class="live-empty">the swapped frames (SYNTHETIC) appear here</div>',
+                      label="swapped (SYNTHETIC)", elem_id="live-out")
+    stats = gr.HTML('<div id="live-message">pick a model, then start the webcam</div>', elem_id="live-stats")
+    with gr.Row():
+        rec = gr.Button("● Record to file", elem_id="live-record")
+        stop = gr.Button("■ Stop and save", elem_id="live-stop")
+    rec_status = gr.Markdown(elem_id="live-record-status")
+    session = gr.State(None)  # the key of this page's LiveSession
+
+    sessions = LiveSessions()
+    root = {"root": root_state}
+    wire(triggers + [refresh.click], refresh_live, {**root, "model": model}, {"live_model": model})
+    if load is not None:
+        wire(load, refresh_live, {**root, "model": model}, {"live_model": model})
+    choices: dict[str, Any] = {**root, "model": model, "side_by_side": sbs, "session_key": session}
+    if setting_comps is not None:
+        choices["settings"] = dict(setting_comps)
+        configure = partial(live_configure, ctx, sessions)
+    else:  # the stand-alone page: the project's saved settings
+        configure = partial(live_configure, ctx, sessions, settings=None)
+    wire(triggers + [model.change, sbs.change] + [c.change for c in (setting_comps or {}).values()],
+         configure, choices, {"live_key": session, "live_stats": stats}, show_progress="hidden")
+    handler = _bind(ctx, sessions)
+    wire(cam.stream, handler, {"frame": cam, "session_key": session}, {"live_out": out}, stream_every=STREAM_EVERY,
+         time_limit=3600, concurrency_limit=1, concurrency_id="live", show_progress="hidden")
+    wire(rec.click, partial(start_recording, sessions), {"session_key": session},
+         {"live_key": session, "live_record_status": rec_status})
+    wire(stop.click, partial(stop_recording, sessions), {**root, "session_key": session},
+         {"status": rec_status, "live_key": session})
+    return {"model": model, "status": rec_status}
+
+
+LIVE_PAGE_PATH = "live"
 
 
 def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str, Any],
@@ -225,21 +354,11 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
 
     with gr.Tab("6 · Live", id="tab-live") as tab:
         gr.Markdown(LIVE_TEXT, elem_classes=["learn"])
-        with gr.Row():
-            model = gr.Dropdown([], label="model (a training run, or a DFM/ONNX file in the project)",
-                                elem_id="live-model", allow_custom_value=False)
-            sbs = gr.Checkbox(False, label="side by side: original | swapped", elem_id="live-sbs")
-            refresh = gr.Button("Refresh models", size="sm", scale=0)
-        with gr.Row():
-            cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam (stays on this machine)",
-                           elem_id="live-cam", webcam_options=gr.WebcamOptions(
-                               mirror=True, constraints={"video": {"width": 640, "height": 480}}))
-            out = gr.Image(label="swapped (SYNTHETIC)", interactive=False, elem_id="live-out", format="jpeg")
-        stats = gr.HTML('<div id="live-timing">start the webcam to begin</div>', elem_id="live-stats")
-        with gr.Row():
-            rec = gr.Button("● Record to file", elem_id="live-record")
-            stop = gr.Button("■ Stop and save", elem_id="live-stop")
-        rec_status = gr.Markdown(elem_id="live-record-status")
+        gr.Markdown(f"**Faster:** the same live view on its own page, [/{LIVE_PAGE_PATH}](/{LIVE_PAGE_PATH}) "
+                    "(the project's saved merge settings). This page holds the whole workbench, and Gradio's "
+                    "page does work for every one of its components on each streamed frame, which costs the "
+                    "browser more than the swap costs the server.", elem_id="live-page-link")
+        view = _live_view(ctx, root_state, setting_comps, wire, [tab.select])
         with gr.Accordion("Export the model (DFM / ONNX)", open=False):
             gr.Markdown(EXPORT_TEXT, elem_classes=["learn"])
             with gr.Row():
@@ -247,24 +366,48 @@ def build_live_tab(ctx: AppContext, root_state: Any, setting_comps: Mapping[str,
                 fmt = gr.Radio(["dfm", "onnx"], value="dfm", label="format", elem_id="export-model-format")
                 overwrite = gr.Checkbox(False, label="overwrite")
                 export_btn = gr.Button("Export model", elem_id="export-model-btn")
-        session = gr.State(None)  # the key of this page's LiveSession
 
-    sessions = LiveSessions()
     root = {"root": root_state}
-    lists = {"live_model": model, "export_run": export_run_dd}
-    wire([tab.select, refresh.click], refresh_live, {**root, "model": model}, lists)
-    handler = _bind(ctx, sessions)
-    wire(cam.stream, handler, {**root, "frame": cam, "model": model, "side_by_side": sbs,
-                               "settings": dict(setting_comps), "session_key": session},
-         {"live_out": out, "live_stats": stats, "live_key": session}, stream_every=STREAM_EVERY,
-         time_limit=3600, concurrency_limit=1, concurrency_id="live", show_progress="hidden")
-    wire(rec.click, partial(start_recording, sessions), {"session_key": session},
-         {"live_key": session, "live_record_status": rec_status})
-    wire(stop.click, partial(stop_recording, sessions), {**root, "session_key": session},
-         {"status": rec_status, "live_key": session})
+    wire(tab.select, refresh_export_runs, root, {"export_run": export_run_dd})
     wire(export_btn.click, export_model_cb, {**root, "run": export_run_dd, "fmt": fmt, "overwrite": overwrite},
-         {"status": rec_status, "live_model": model}, concurrency_id="heavy")
+         {"status": view["status"], "live_model": view["model"]}, concurrency_id="heavy")
     return tab
+
+
+LIVE_PAGE_TEXT = """**Live face swap** of the Face-Swap Workbench: your webcam frames go to the workbench on this
+machine (never anywhere else), the chosen model swaps the face and the project's **saved** merge settings
+(Merge tab → *Save as project default*) blend it in. The **SYNTHETIC** label is always drawn; nothing is recorded
+unless you press *Record*. Use only your own face or faces of people who consented. The full workbench, with the
+Merge tab's live settings and model export, is at [/](/)."""
+
+
+def build_live_page(ctx: AppContext, demo: Any, root: str | None, wire: Callable[..., Any]) -> None:
+    """Add the stand-alone live page (``/live``) to the app: a small page, so the browser's per-frame work stays
+    small (measured in the browser test: see the README's Live section)."""
+    import gradio as gr
+
+    from .tab_project import list_projects
+
+    with demo.route("Live", f"/{LIVE_PAGE_PATH}"):
+        gr.Markdown(LIVE_PAGE_TEXT, elem_classes=["learn"])
+        projects = list_projects(ctx)
+        current = Path(root).name if root else (projects[0] if projects else None)
+        project = gr.Dropdown(projects, value=current, label="project", elem_id="live-project")
+        root_state = gr.State(root or (str(ctx.workspace / current) if current else None))
+        wire(project.change, partial(live_page_project, ctx), {"name": project}, {"root": root_state})
+        _live_view(ctx, root_state, None, wire, [root_state.change], load=demo.load)
+
+
+def live_page_project(ctx: AppContext, name: str | None) -> dict[str, Any]:
+    """The live page's project: a project folder of the workspace, by name (as the Project tab opens it)."""
+    from .tab_project import _workspace_child
+
+    if not name:
+        return {"root": None}
+    try:
+        return {"root": str(Project.open(_workspace_child(ctx, name)).root)}
+    except WorkbenchError:
+        return {"root": None}
 
 
 def _bind(ctx: AppContext, sessions: LiveSessions) -> Callable[..., dict[str, Any]]:

@@ -10,7 +10,7 @@ from .context import AppContext
 from .tab_curate import face_gallery
 from .tab_export import default_export_name, export_choices
 from .tab_extract import extract_defaults, reference_choices
-from .tab_merge import merge_run_choices, merge_setup
+from .tab_merge import merge_model_choices, merge_setup
 from .tab_project import list_projects, project_label, project_overview
 from .tab_train import attach_training, latent_face_choices, run_choices
 
@@ -43,6 +43,6 @@ def refresh_lists(root: str | None) -> dict[str, Any]:
     """Cheap refresh of the choice lists that depend on other tabs' work (runs, faces, exports)."""
     faces = latent_face_choices(root)
     return {"face_a": _update(choices=faces), "face_b": _update(choices=faces),
-            "merge_run": _update(choices=merge_run_choices(root)) if root else _update(),
+            "merge_run": _update(choices=merge_model_choices(root)) if root else _update(),
             "exports": _update(choices=export_choices(root)),
             "run": _update(choices=run_choices(root))}

@@ -7,7 +7,16 @@ from typing import Any
 
 from ..errors import ExportError, WorkbenchError
 from ..project import Project, read_frame_index
-from .common import _child, _human_size, _progress, _project, _safe_file_name, _update, guarded
+from .common import (
+    MODEL_FILE_PREFIX,
+    _child,
+    _human_size,
+    _progress,
+    _project,
+    _safe_file_name,
+    _update,
+    guarded,
+)
 from .tab_project import project_overview
 
 
@@ -69,6 +78,8 @@ def export_video_cb(root: str, name: str, run: str | None = None, label: bool = 
                     crf: int = 18, progress: Any = None) -> dict[str, Any]:
     """Encode the merged frames and show the video, its download and its provenance record."""
     project = _project(root)
+    if run and str(run).startswith(MODEL_FILE_PREFIX):
+        run = None  # a model file: the merge recorded it in the merged frames' index, which names it
     _progress(progress, 0.0, "encoding video")
     try:
         path = export_project_video(project, name, run=run, label=label, overwrite=overwrite, crf=crf,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from ..errors import ConfigError, MergeError, ProjectError, WorkbenchError
 from ..images import to_uint8
 from ..project import Project, read_frame_index
 from . import texts
-from .common import _mtime, _progress, _project, _run_dir, _update, guarded
+from .common import MODEL_FILE_PREFIX, _mtime, _progress, _project, _run_dir, _update, _uploaded_file, guarded
 from .context import AppContext
 from .tab_project import project_overview
 
@@ -42,7 +43,7 @@ def _merge_config(project: Project) -> Any:
     return MergeConfig.load(path) if path.is_file() else MergeConfig()
 
 
-def _settings(values: Mapping[str, Any], predictor: Any | None = None) -> Any:
+def _settings(values: Mapping[str, Any], predictor: Any | None = None, face_type: str | None = None) -> Any:
     from ..merge import MergeSettings
 
     clean = {}
@@ -56,6 +57,8 @@ def _settings(values: Mapping[str, Any], predictor: Any | None = None) -> Any:
             value = int(round(float(value)))
         clean[name] = value
     settings = MergeSettings().replace(**clean)
+    if face_type:  # the project's saved face type: what a model file without that fact is merged with
+        settings = settings.replace(face_type=face_type)
     if predictor is not None:
         from ..merge.settings import model_facts
 
@@ -81,6 +84,112 @@ def merge_run_choices(root: str | None) -> list[str]:
     return [r.name for r in sorted(runs, key=lambda r: (run_activity(r), r.name))]
 
 
+def merge_model_choices(root: str | None) -> list[str]:
+    """The Merge tab's model list: training runs with a checkpoint (plain names, the newest last), then the
+    project's DFM/ONNX files as ``file: output/run1.dfm`` (exported here, or uploaded into ``models/``)."""
+    from ..export_model import find_model_files
+
+    runs = merge_run_choices(root)
+    if not root:
+        return runs
+    try:
+        project = Project.open(root)
+    except WorkbenchError:
+        return runs
+    return runs + [MODEL_FILE_PREFIX + project.relative(p) for p in find_model_files(project)]
+
+
+def _default_model(choices: list[str], current: str | None = None) -> str | None:
+    """Keep the current choice; else the newest run; else the first model file."""
+    if current in choices:
+        return current
+    runs = [c for c in choices if not c.startswith(MODEL_FILE_PREFIX)]
+    return runs[-1] if runs else (choices[0] if choices else None)
+
+
+def is_model_file(choice: str | None) -> bool:
+    return bool(choice) and str(choice).startswith(MODEL_FILE_PREFIX)
+
+
+@dataclass(frozen=True)
+class MergeModel:
+    """A model chosen on the Merge tab, loaded.
+
+    Attributes:
+        predictor: the merger's predictor (a run's torch model or an :class:`~workbench.export_model.OnnxPredictor`).
+        key: changes whenever the model's weights change (cache key of the preview's predictions).
+        label: what the page says about the model.
+        job_args: the ``workbench merge`` arguments naming it (for "merge all as a job").
+    """
+
+    predictor: Any
+    key: tuple
+    label: str
+    job_args: tuple[str, ...]
+
+
+def model_file_path(project: Project, choice: str) -> Path:
+    """The project file named by a ``file: ...`` choice (inside the project, a .dfm/.onnx name)."""
+    from ..export_model import MODEL_SUFFIXES
+
+    rel = str(choice)[len(MODEL_FILE_PREFIX):].strip()
+    path = project.resolve_inside(rel)
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise MergeError("not a DFM/ONNX model file", rel, "pick a .dfm or .onnx file from the list")
+    if not path.is_file():
+        raise MergeError("the model file is missing", rel, "export the model again or upload the file")
+    return path
+
+
+def merge_model(ctx: AppContext, project: Project, choice: str | None) -> MergeModel:
+    """Load the Merge tab's model choice: a training run (its latest checkpoint) or a DFM/ONNX file.
+
+    Raises:
+        MergeError / ConfigError / TrainingError / ExportError: nothing chosen, a bad name, a missing or broken model.
+    """
+    from ..train.runs import checkpoint_path
+
+    if not choice:
+        raise MergeError("no training run selected (nor a DFM/ONNX model file)",
+                         hint="pick a training run or a DFM/ONNX file at the top of the Merge tab")
+    if is_model_file(choice):
+        path = model_file_path(project, choice)
+        predictor = ctx.model_file(path)
+        rel = project.relative(path)
+        return MergeModel(predictor, (str(path), _mtime(path)), f"model file `{rel}` ({predictor.describe()})",
+                          ("--model", rel))
+    run_dir = _run_dir(project, choice)
+    predictor = ctx.predictor(run_dir)
+    step = getattr(predictor, "step", None)
+    return MergeModel(predictor, (str(run_dir), _mtime(checkpoint_path(run_dir))),
+                      f"training run `{run_dir.name}`" + (f" at step {step}" if step is not None else ""),
+                      ("--run", run_dir.name))
+
+
+def project_relative_model(root: str, choice: str) -> str:
+    """``output/run1.dfm`` for the choice ``file: output/run1.dfm``, checked (inside the project, exists)."""
+    project = _project(root)
+    return project.relative(model_file_path(project, choice))
+
+
+@guarded
+def upload_model_file(ctx: AppContext, root: str, upload: str | None) -> dict[str, Any]:
+    """Copy an uploaded DFM/ONNX file into ``models/`` (checked to load first) and select it."""
+    from ..errors import MediaError
+    from ..export_model import import_model_file
+
+    project = _project(root)
+    if not upload:
+        raise MediaError("no model file was uploaded", hint="upload a .dfm or .onnx file")
+    source = _uploaded_file(ctx, upload)
+    path = import_model_file(project, source, Path(str(upload)).name)
+    value = MODEL_FILE_PREFIX + project.relative(path)
+    choices = merge_model_choices(root)
+    return {"merge_run": _update(choices=choices, value=value),
+            "status": f"Model file stored as `{project.relative(path)}` and selected: the preview and "
+                      "'merge all' use it."}
+
+
 def _overrides_table(config: Any) -> list[list[Any]]:
     return [[i + 1, ov.start, "end" if ov.stop is None else ov.stop - 1,
              ", ".join(f"{k}={v}" for k, v in ov.changes.items()) or "(same as default)"]
@@ -93,8 +202,8 @@ def merge_setup(root: str | None, run: str | None = None) -> dict[str, Any]:
     if not root:
         return {"merge_run": _update(choices=[], value=None), "merge_info": texts.NO_PROJECT}
     project = _project(root)
-    runs = merge_run_choices(root)
-    pick = run if run in runs else (runs[-1] if runs else None)
+    runs = merge_model_choices(root)
+    pick = _default_model(runs, run)
     try:
         n = len(read_frame_index(project).frames)
     except ProjectError:
@@ -102,7 +211,7 @@ def merge_setup(root: str | None, run: str | None = None) -> dict[str, Any]:
     config = _merge_config(project)
     info = (f"{n} destination frames" if n else "No destination frames yet: extract the destination first.")
     if not runs:
-        info += " · No trained model yet: train one in the Train tab."
+        info += " · No trained model yet: train one in the Train tab (or upload a DFM/ONNX file)."
     return {"merge_run": _update(choices=runs, value=pick),
             "frame": _update(minimum=0, maximum=max(n - 1, 1), value=0),
             "overrides": _overrides_table(config), "merge_info": info, "temporal_smoothing": config.temporal_smoothing,
@@ -114,26 +223,32 @@ def merge_refresh(root: str | None, run: str | None) -> dict[str, Any]:
     range, keeping the settings being edited."""
     if not root:
         return {"merge_info": texts.NO_PROJECT}
-    runs = merge_run_choices(root)
+    runs = merge_model_choices(root)
     try:
         n = len(read_frame_index(Project.open(root)).frames)
     except WorkbenchError:
         n = 0
     out: dict[str, Any] = {"frame": _update(maximum=max(n - 1, 1))}
-    out["merge_run"] = _update(choices=runs, value=run if run in runs else (runs[-1] if runs else None))
+    out["merge_run"] = _update(choices=runs, value=_default_model(runs, run))
     if not runs:
-        out["merge_info"] = "No trained model yet: train one in the Train tab."
+        out["merge_info"] = "No trained model yet: train one in the Train tab (or upload a DFM/ONNX file)."
     elif not n:
         out["merge_info"] = "No destination frames yet: extract the destination first."
     return out
 
 
+def _model_settings(project: Project, values: Mapping[str, Any], predictor: Any) -> Any:
+    """The form's settings with the model's facts; a model file that does not say its face type is merged with
+    the project's saved face type (as ``workbench merge --model``)."""
+    return _settings(values, predictor, face_type=_merge_config(project).default.face_type)
+
+
 def _merge_view(ctx: AppContext, project: Project, run: str, frame_pos: int, values: Mapping[str, Any]):
     from ..merge import crop_for_model, predict_many
 
-    run_dir = _run_dir(project, run)
-    predictor = ctx.predictor(run_dir)
-    settings = _settings(values, predictor)
+    model = merge_model(ctx, project, run)
+    predictor = model.predictor
+    settings = _model_settings(project, values, predictor)
     faces = ctx.frame_faces(project)
     if not faces.entries:
         raise MergeError("the project has no destination frames", project.frames_dir, "extract the destination first")
@@ -141,10 +256,8 @@ def _merge_view(ctx: AppContext, project: Project, run: str, frame_pos: int, val
     entry = faces.entries[pos]
     frame = ctx.frame_image(project.frames_dir / entry.file)
     lms = faces.landmarks.get(entry.index, [])
-    from ..train.runs import checkpoint_path
-
     lm_hash = hashlib.sha1(b"".join(np.ascontiguousarray(lm).tobytes() for lm in lms)).hexdigest()
-    key = (str(run_dir), _mtime(checkpoint_path(run_dir)), entry.index, settings.resolution, settings.face_type, lm_hash)
+    key = (*model.key, entry.index, settings.resolution, settings.face_type, lm_hash)
 
     def compute() -> list:
         return predict_many(predictor, [crop_for_model(frame, lm, settings)[0] for lm in lms])
@@ -152,7 +265,7 @@ def _merge_view(ctx: AppContext, project: Project, run: str, frame_pos: int, val
     predictions = ctx.predictions(key, compute) if lms else []
     motion = faces.motions.get(entry.index)
     motions = [motion] * len(lms) if motion is not None else None
-    return entry, frame, lms, predictions, motions, settings
+    return entry, frame, lms, predictions, motions, settings, model
 
 
 def _segmenter(ctx: AppContext, project: Project, needed: bool) -> Any:
@@ -194,18 +307,19 @@ def render_merge_frame(ctx: AppContext, root: str, run: str, frame_pos: int, set
     t0 = time.perf_counter()
     project = _project(root)
     if not run:  # fired by the page itself (load, slider) before a model is chosen: a hint, not a warning
-        return {"merge_info": "Pick a trained model (training run) above to see the merged frame."}
+        return {"merge_info": "Pick a trained model (a training run or a DFM/ONNX file) above to see the merged frame."}
     from ..train.runs import checkpoint_path
 
-    if not checkpoint_path(_run_dir(project, run)).is_file():
+    if not is_model_file(run) and not checkpoint_path(_run_dir(project, run)).is_file():
         return {"merge_info": f"Run **{run}** has no trained model yet: train it in the Train tab first."}
-    entry, frame, lms, predictions, motions, s = _merge_view(ctx, project, run, frame_pos, settings)
+    entry, frame, lms, predictions, motions, s, model = _merge_view(ctx, project, run, frame_pos, settings)
     t1 = time.perf_counter()
     out, mask = _merge_once(frame, lms, predictions, motions, s, entry.index, _segmenter(ctx, project, s.needs_segmenter))
     t2 = time.perf_counter()
     config = _merge_config(project)
     n_over = sum(1 for ov in config.overrides if ov.covers(entry.index))
-    info = (f"frame {entry.index} at {entry.timestamp:.2f} s · {len(lms)} face(s) · model {s.resolution} px "
+    info = (f"Model: {model.label}  \n"
+            f"frame {entry.index} at {entry.timestamp:.2f} s · {len(lms)} face(s) · model {s.resolution} px "
             f"{s.face_type} · predict {1000 * (t1 - t0):.0f} ms (cached after the first time), composite "
             f"{1000 * (t2 - t1):.0f} ms")
     if n_over:
@@ -249,7 +363,7 @@ def color_variants(ctx: AppContext, root: str, run: str, frame_pos: int, setting
     from ..merge import color_transfer_names
 
     project = _project(root)
-    entry, frame, lms, predictions, motions, s = _merge_view(ctx, project, run, frame_pos, settings)
+    entry, frame, lms, predictions, motions, s, _model = _merge_view(ctx, project, run, frame_pos, settings)
     if not lms:
         raise MergeError(f"frame {entry.index} has no face", hint="move the frame slider to a frame with a face")
     names = [n for n in color_transfer_names() if include_masked or not n.endswith("-m")]
@@ -345,9 +459,10 @@ def merge_all(ctx: AppContext, root: str, run: str, settings: Mapping[str, Any],
     from ..merge import merge_project
 
     project = _project(root)
-    predictor = ctx.predictor(_run_dir(project, run))
+    model = merge_model(ctx, project, run)
+    predictor = model.predictor
     config = _merge_config(project)
-    config = dataclasses.replace(config, default=_settings(settings, predictor),
+    config = dataclasses.replace(config, default=_model_settings(project, settings, predictor),
                                  temporal_smoothing=_smoothing(temporal_smoothing, config))
     config.save(project.merge_settings_path)
     _progress(progress, 0.0, "merging frames")
@@ -355,7 +470,7 @@ def merge_all(ctx: AppContext, root: str, run: str, settings: Mapping[str, Any],
     segment = _segmenter(ctx, project, needs)
     summary = merge_project(project, predictor, config, workers=2, progress=True, segment=segment)
     out = project_overview(root)
-    out["status"] = "Merged with the settings above (saved to `merge.json`):  \n" + summary.format().replace(
+    out["status"] = f"Merged with {model.label} and the settings above (saved to `merge.json`):  \n" + summary.format().replace(
         "\n", "  \n")
     out["exports_hint"] = "Merged frames are ready: export them in the Export tab."
     return out

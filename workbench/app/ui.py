@@ -344,7 +344,10 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                 with gr.Row():
                     # lists refilled by callbacks accept any value: a value from the previous project or page state must not
                     # raise a raw Gradio error; every callback checks the names it gets (plain names inside the project)
-                    merge_run = gr.Dropdown([], label="model (training run)", elem_id="merge-run", allow_custom_value=True)
+                    merge_run = gr.Dropdown([], label="model (a training run, or a DFM/ONNX file in the project)",
+                                            elem_id="merge-run", allow_custom_value=True)
+                    merge_upload = gr.UploadButton("Upload a DFM/ONNX model", file_types=[".dfm", ".onnx"],
+                                                   type="filepath", size="sm", scale=0, elem_id="merge-upload")
                     frame = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="frame-slider")
                 merge_info = gr.Markdown(elem_id="merge-info")
                 with gr.Row():
@@ -515,6 +518,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
         _wire([merge_run.change, frame.change] + [c.change for c in setting_comps.values()],
               partial(tab_merge.render_merge_frame, ctx), merge_inputs, merge_view_out, trigger_mode="always_last",
               show_progress="hidden", concurrency_id="model")
+        _wire(merge_upload.upload, partial(tab_merge.upload_model_file, ctx),
+              {**R, "upload": merge_upload}, {"merge_run": merge_run, "status": merge_status})
         _wire(grid_btn.click, partial(tab_merge.color_variants, ctx), merge_inputs,
               {"status": merge_status, "color_grid": color_grid}, concurrency_id="model")
         _wire(load_btn.click, tab_merge.load_frame_settings, {**R, "frame_pos": frame}, {"status": merge_status, **set_out})
@@ -543,6 +548,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                         {**R, "name": export_name, "label": export_label, "overwrite": export_overwrite,
                          "crf": export_crf}, export_status)
         _wire(exports.input, tab_export.show_export, {**R, "name": exports}, export_out)
+
+    live_tab.build_live_page(ctx, demo, root, _wire)  # /live: the live view on a small, fast page
 
     def served(new_root: Path) -> None:
         if str(new_root) not in demo.allowed_paths:

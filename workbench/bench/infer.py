@@ -10,8 +10,13 @@ merger's predictor call (one encoder pass, swap + swap mask + dst mask) at batch
 - onnxruntime on the exported DFM (CUDA provider when present, else CPU).
 
 ``--live`` adds the live pipeline (track + align + swap + merge + label) on 640x480 frames of
-``videos/lp_d19.mp4`` (or synthetic frames without the shared media: then no face, tracking only) with the
-``tiny`` architecture, both backends: frames/s and per-frame latency.
+``videos/lp_d19.mp4`` (or synthetic frames without the shared media: then no face, tracking only) per
+``--live-presets`` (default ``tiny``; on CUDA ``tiny,quick,saehd``: the GPU target is >= 25 fps with quick/saehd),
+both backends: frames/s and per-frame latency.
+
+``--device auto`` (the default) times torch on CUDA when ``torch.cuda.is_available()``, else on the CPU, and
+onnxruntime uses its CUDA provider when the installed build has one (``onnxruntime-gpu``); the header says which
+of them this machine has, so a table without CUDA rows says why.
 """
 
 from __future__ import annotations
@@ -72,6 +77,38 @@ def _time(fn, repeats: int, min_seconds: float = 1.0) -> float:
     return statistics.median(times)
 
 
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; anything else is passed through."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def accelerator_lines(device: str) -> list[str]:
+    """What this machine offers for inference: torch's device (and GPU name) and onnxruntime's providers."""
+    import onnxruntime as ort
+    import torch
+
+    from workbench.export_model import providers
+
+    lines = []
+    if torch.cuda.is_available():
+        lines.append(f"CUDA: {torch.cuda.get_device_name(0)} (torch {torch.version.cuda}); torch rows run on {device}")
+    else:
+        lines.append("CUDA: not available to torch here: no GPU rows (GPU figures are unmeasured on this machine)")
+    usable = providers()
+    lines.append(f"onnxruntime {ort.__version__}: providers {', '.join(ort.get_available_providers())}; used: "
+                 f"{usable[0]}" + ("" if "CUDAExecutionProvider" in usable else
+                                   " (install onnxruntime-gpu on a CUDA machine for GPU rows)"))
+    return lines
+
+
+def _backend_label(dtype: object) -> str:
+    return {"torch.bfloat16": "torch bf16", "torch.float16": "torch fp16"}.get(str(dtype), "torch bf16")
+
+
 def bench_preset(name: str, threads: int, repeats: int, batches: tuple[int, ...], device: str) -> list[dict]:
     import torch
 
@@ -81,14 +118,15 @@ def bench_preset(name: str, threads: int, repeats: int, batches: tuple[int, ...]
     model, config = _build(name)
     res = config.resolution
     rows = []
-    native_bf16 = _inference_dtype(torch.device(device), "auto") == torch.bfloat16
+    half = _inference_dtype(torch.device(device), "auto")  # bf16 (fp16 on GPUs without bf16), None on plain CPUs
     with tempfile.TemporaryDirectory() as tmp:
         path = export_model_file(model, config, Path(tmp) / f"{name}.dfm")
         onnx_pred = load_onnx_predictor(path, threads=threads)
         model = model.to(device)
-        backends = [("torch fp32", Predictor(model, config, "fp32"), "")]
-        if native_bf16:
-            backends.append(("torch bf16", Predictor(model, config, "bf16"), ""))
+        where = "" if device == "cpu" else f" {device}"
+        backends = [(f"torch fp32{where}", Predictor(model, config, "fp32"), "")]
+        if half is not None:
+            backends.append((f"{_backend_label(half)}{where}", Predictor(model, config, "auto"), ""))
         else:
             backends.append(("torch bf16", None, "skipped: no native bf16 on this CPU (emulated bf16 is slower)"))
         backends.append((f"onnxruntime ({onnx_pred.provider.replace('ExecutionProvider', '')})", onnx_pred, ""))
@@ -105,12 +143,10 @@ def bench_preset(name: str, threads: int, repeats: int, batches: tuple[int, ...]
     return rows
 
 
-def bench_live(threads: int, frames_n: int) -> list[dict]:
-    """The live pipeline at 640x480 with the tiny architecture, torch fp32 and onnxruntime."""
-    from workbench.export_model import export_model_file, load_onnx_predictor
-    from workbench.live import LiveSwapper
+def bench_live(threads: int, frames_n: int, device: str = "cpu", presets: tuple[str, ...] = ("tiny",)) -> list[dict]:
+    """The live pipeline at 640x480 per preset (default the tiny architecture), torch fp32 on ``device`` and
+    onnxruntime (its CUDA provider when present)."""
     from workbench.testdata import shared_data_dir
-    from workbench.train.latent import Predictor
 
     data = shared_data_dir()
     video = data / "videos" / "lp_d19.mp4" if data else None
@@ -130,12 +166,25 @@ def bench_live(threads: int, frames_n: int) -> list[dict]:
         rng = np.random.default_rng(0)
         frames = [(rng.random((480, 640, 3)) * 255).astype(np.uint8) for _ in range(frames_n)]
         source = "synthetic 640x480 (no shared media: no face, tracking only)"
-    model, config = _build("tiny")
+    rows = []
+    for name in presets:
+        rows += _bench_live_preset(name, frames, source, threads, device)
+    return rows
+
+
+def _bench_live_preset(name: str, frames: list, source: str, threads: int, device: str) -> list[dict]:
+    from workbench.export_model import export_model_file, load_onnx_predictor
+    from workbench.live import LiveSwapper
+    from workbench.train.latent import Predictor
+
+    model, config = _build(name)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_model_file(model, config, Path(tmp) / "tiny.dfm")
-        for label, pred in (("torch fp32", Predictor(model, config, "fp32")),
-                            ("onnxruntime", load_onnx_predictor(path, threads=threads))):
+        path = export_model_file(model, config, Path(tmp) / f"{name}.dfm")
+        onnx_pred = load_onnx_predictor(path, threads=threads)
+        torch_label = "torch fp32" + ("" if device == "cpu" else f" {device}")
+        for label, pred in ((torch_label, Predictor(model.to(device), config, "fp32")),
+                            (f"onnxruntime {onnx_pred.provider.replace('ExecutionProvider', '')}", onnx_pred)):
             swapper = LiveSwapper(pred)
             swapper.process(frames[0])  # warm-up
             swapper.reset()
@@ -143,7 +192,7 @@ def bench_live(threads: int, frames_n: int) -> list[dict]:
             results = list(swapper.run(frames))
             wall = time.perf_counter() - t0
             total = sorted(r.timings_ms["total"] for r in results)
-            rows.append({"backend": label, "source": source, "frames": len(results),
+            rows.append({"preset": name, "backend": label, "source": source, "frames": len(results),
                          "faces": sum(r.faces for r in results), "fps": len(results) / wall,
                          "latency_ms_median": statistics.median(total), "latency_ms_p90": total[int(0.9 * (len(total) - 1))],
                          "track_ms": statistics.mean(r.timings_ms["track"] for r in results),
@@ -160,21 +209,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", default=",".join(PRESET_NAMES), help="comma-separated presets")
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls at least (default 5)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
-    parser.add_argument("--live", action="store_true", help="also time the live pipeline at 640x480 (tiny)")
+    parser.add_argument("--device", default="auto",
+                        help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
+    parser.add_argument("--live", action="store_true", help="also time the live pipeline at 640x480")
     parser.add_argument("--live-frames", type=int, default=60)
+    parser.add_argument("--live-presets", default=None,
+                        help="presets for --live (default: tiny on the CPU, tiny,quick,saehd on CUDA)")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from workbench.errors import ConfigError
+
+        raise ConfigError(f"--device {args.device}: torch sees no CUDA GPU here", hint="use --device auto or cpu")
     print(f"CPU: {cpu_line()}")
-    print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}; "
+    for line in accelerator_lines(device):
+        print(line)
+    print(f"torch {torch.__version__}, {args.threads} threads, device {device}; "
           f"load average {os.getloadavg()[0]:.1f} at start")
     batches = tuple(int(b) for b in args.batches.split(","))
     rows = []
     for name in [p.strip() for p in args.presets.split(",") if p.strip()]:
-        rows += bench_preset(name, args.threads, args.repeats, batches, args.device)
+        rows += bench_preset(name, args.threads, args.repeats, batches, device)
     head = f"{'preset':7s} {'archi':8s} {'res':>4s} {'batch':>5s} {'backend':24s} {'faces/s':>8s} {'ms/face':>8s}  note"
     print(head)
     print("-" * len(head))
@@ -183,14 +242,18 @@ def main(argv: list[str] | None = None) -> int:
         ms = f"{r['ms_per_face']:8.2f}" if r["ms_per_face"] else f"{'-':>8s}"
         print(f"{r['preset']:7s} {r['archi']:8s} {r['res']:4d} {r['batch']:5d} {r['backend']:24s} {fps} {ms}  {r['note']}")
     if args.live:
-        live = bench_live(args.threads, args.live_frames)
-        print(f"\nlive pipeline, tiny model, {live[0]['source']}, {live[0]['frames']} frames "
-              f"(target >= 10 fps, <= 200 ms)")
-        head = f"{'backend':14s} {'fps':>6s} {'median ms':>9s} {'p90 ms':>7s} {'track ms':>8s} {'swap ms':>8s} {'faces':>5s} {'detect':>6s}"
+        default = "tiny,quick,saehd" if device.startswith("cuda") else "tiny"
+        live_presets = tuple(p.strip() for p in (args.live_presets or default).split(",") if p.strip())
+        live = bench_live(args.threads, args.live_frames, device, live_presets)
+        print(f"\nlive pipeline, {live[0]['source']}, {live[0]['frames']} frames (targets: tiny on the CPU "
+              f">= 10 fps, <= 200 ms in the browser; quick/saehd on a GPU >= 25 fps)")
+        head = (f"{'preset':7s} {'backend':20s} {'fps':>6s} {'median ms':>9s} {'p90 ms':>7s} {'track ms':>8s} "
+                f"{'swap ms':>8s} {'faces':>5s} {'detect':>6s}")
         print(head)
         print("-" * len(head))
         for r in live:
-            print(f"{r['backend']:14s} {r['fps']:6.1f} {r['latency_ms_median']:9.1f} {r['latency_ms_p90']:7.1f} "
-                  f"{r['track_ms']:8.1f} {r['swap_ms']:8.1f} {r['faces']:5d} {r['detections']!s:>6s}")
+            print(f"{r['preset']:7s} {r['backend']:20s} {r['fps']:6.1f} {r['latency_ms_median']:9.1f} "
+                  f"{r['latency_ms_p90']:7.1f} {r['track_ms']:8.1f} {r['swap_ms']:8.1f} {r['faces']:5d} "
+                  f"{r['detections']!s:>6s}")
     print(f"load average {os.getloadavg()[0]:.1f} at end")
     return 0
