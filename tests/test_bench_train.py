@@ -81,6 +81,11 @@ def test_table_without_dfl_has_no_ratio(capsys):
     bench_train.print_table([_row([{"onednn": "0", "s_per_it": 2.0, "cpu_s_per_it": 3.0, "ratio": 0.25}])], "m")
     out = capsys.readouterr().out
     assert "ours/DFL" in out and " 0.25 ok" in out
+    row = _row([])
+    row["split"] = {"conv backward": 50.0, "conv forward": 25.0, "optimizer": 15.0, "batch": 5.0, "other": 5.0}
+    bench_train.print_table([row], "m")
+    out = capsys.readouterr().out
+    assert "where our step's CPU time goes" in out and "50 ( 50%)" in out and "15 ( 15%)" in out
 
 
 @pytest.mark.slow
@@ -97,6 +102,9 @@ def test_side_by_side_against_standin_dfl(tmp_path):
     row = rows[0]
     assert row["steps"] == 4 and row["s_per_it_min"] <= row["s_per_it"] <= row["s_per_it_max"]
     assert [d["onednn"] for d in row["dfl"]] == ["0", "1"]
+    split = row["split"]  # the profile of our step: every part measured, convolutions and the update not empty
+    assert tuple(split) == bench_train.SPLIT_PARTS and all(v >= 0 for v in split.values())
+    assert split["conv backward"] > 0 and split["conv forward"] > 0 and split["optimizer"] > 0
     for d in row["dfl"]:
         assert d["s_per_it"] > 0 and d["ratio"] == pytest.approx(row["s_per_it"] / d["s_per_it"])
         assert d["batch_size"] == bench_train.SMOKE.dfl_options["batch_size"]

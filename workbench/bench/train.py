@@ -186,6 +186,9 @@ def serve_ours(config: BenchConfig, threads: int, overrides: dict) -> int:
             request = json.loads(line)
             if request.get("quit"):
                 break
+            if request.get("profile"):
+                _say({"event": "profile", "split": profile_split(trainer, int(request["profile"]))})
+                continue
             steps = int(request["steps"])
             data_time = 0.0
             _sync(device)
@@ -202,6 +205,37 @@ def serve_ours(config: BenchConfig, threads: int, overrides: dict) -> int:
             _say({"event": "timed", "steps": steps, "wall": time.perf_counter() - wall0,
                   "cpu": _cpu_seconds() - cpu0, "data": data_time, "peak_mb": peak})
     return 0
+
+
+SPLIT_PARTS = ("conv backward", "conv forward", "optimizer", "batch", "other")
+
+
+def profile_split(trainer, steps: int) -> dict[str, float]:
+    """Where a training step's CPU time goes: milliseconds per step in each of `SPLIT_PARTS` (torch profiler).
+
+    conv = the convolution kernels themselves (``aten::*convolution*`` self time, forward and backward);
+    optimizer = the whole ``Optimizer.step``; batch = drawing and augmenting the batch; other = the rest
+    (losses, activations, autograd bookkeeping).
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            with record_function("workbench::batch"):
+                batch = trainer.next_batch()
+            trainer.train_step(batch)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv_bwd = sum(e.self_cpu_time_total for e in events if "convolution_backward" in e.key
+                   or e.key.startswith("aten::_slow_conv2d_backward"))
+    conv_fwd = sum(e.self_cpu_time_total for e in events if e.key in (
+        "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::cudnn_convolution", "aten::_convolution")
+        and "backward" not in e.key)
+    optimizer = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
+    batch = sum(e.cpu_time_total for e in events if e.key == "workbench::batch")
+    ms = {"conv backward": conv_bwd, "conv forward": conv_fwd, "optimizer": optimizer, "batch": batch}
+    ms["other"] = max(0.0, total - sum(ms.values()))
+    return {k: v / 1e3 / steps for k, v in ms.items()}
 
 
 class TimedProcess:
@@ -236,6 +270,12 @@ class TimedProcess:
         if keep:
             self.rounds.append(answer)
         return answer
+
+    def profile(self, steps: int) -> dict[str, float]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"profile": steps}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()["split"]
 
     def close(self) -> None:
         try:
@@ -274,7 +314,7 @@ def check_dfl_checkout(path: Path) -> Path:
 
 def compare(config: BenchConfig, *, steps: int, rounds: int, warmup: int, threads: int, device: str,
             precision: str, channels_last: bool, dfl: Path | None, dfl_python: str | None,
-            onednn: tuple[str, ...], workdir: Path) -> dict:
+            onednn: tuple[str, ...], workdir: Path, profile_steps: int = 0) -> dict:
     """Time our trainer (and DFL's, one per oneDNN setting) alternately on ``config``; returns one table row."""
     index = CONFIGS.index(config) if config in CONFIGS else -1
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -301,13 +341,14 @@ def compare(config: BenchConfig, *, steps: int, rounds: int, warmup: int, thread
         for _ in range(rounds):  # ours, DFL(off), DFL(on), ours, ...: drifting load hits every side alike
             for side in sides:
                 side.time_steps(steps)
+        split = sides[0].profile(profile_steps) if profile_steps else {}
     finally:
         for side in sides:
             side.close()
     ours = sides[0].summary()
     row = {"name": config.name, "device": sides[0].ready.get("device", "cpu"), "precision": precision,
            "threads": threads, **ours, "it_per_s": 1.0 / ours["s_per_it"],
-           "gflops": sides[0].ready.get("gflop_per_step", 0.0) / ours["s_per_it"], "dfl": []}
+           "gflops": sides[0].ready.get("gflop_per_step", 0.0) / ours["s_per_it"], "dfl": [], "split": split}
     for side, setting in zip(sides[1:], onednn):
         theirs = side.summary()
         row["dfl"].append({"onednn": setting, "s_per_it": theirs["s_per_it"], "cpu_s_per_it": theirs["cpu_s_per_it"],
@@ -344,6 +385,16 @@ def print_table(rows: list[dict], machine: str) -> None:
     else:
         print("our figures only: give --dfl PATH --dfl-python PY to time DeepFaceLab side by side on this machine.")
     print("data % = share of the step spent drawing + augmenting the batch (the time a GPU would wait for data).")
+    split_rows = [r for r in rows if r.get("split")]
+    if split_rows:
+        print()
+        print("where our step's CPU time goes (torch profiler; ms per step, share of the step):")
+        print(f"{'configuration':42s} {'prec':>4s} " + " ".join(f"{part:>16s}" for part in SPLIT_PARTS))
+        for r in split_rows:
+            total = sum(r["split"].values()) or 1.0
+            cells = " ".join(f"{r['split'][part]:8.0f} ({100 * r['split'][part] / total:3.0f}%)"
+                             for part in SPLIT_PARTS)
+            print(f"{r['name']:42s} {r['precision']:>4s} {cells}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="TF_ENABLE_ONEDNN_OPTS settings to time DFL with (default 0,1: both)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny shapes: checks that every side runs (the numbers mean nothing)")
+    parser.add_argument("--profile-steps", type=int, default=2,
+                        help="steps profiled after the timing for the CPU-time split (0: none; default 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON row per configuration")
     parser.add_argument("--_serve", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -394,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = compare(config, steps=args.steps, rounds=args.rounds, warmup=args.warmup, threads=threads,
                               device=args.device, precision=precision, channels_last=args.channels_last == "y",
                               dfl=dfl if precision == "fp32" else None, dfl_python=args.dfl_python, onednn=onednn,
-                              workdir=workdir)
+                              workdir=workdir, profile_steps=args.profile_steps)
                 rows.append(row)
                 if args.json:
                     print(json.dumps(row), flush=True)
