@@ -236,6 +236,16 @@ class _DFLOptimizer(Optimizer):
     def _update_flat(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor) -> None:
         raise NotImplementedError
 
+    def _apply_chunk(self, flat: _FlatGroup, chunk: slice, numerator: torch.Tensor, denominator: torch.Tensor,
+                     lr: float, keep: float) -> None:
+        """``p -= lr · numerator / denominator`` (times the lr_dropout mask) on one chunk, as the multi-tensor path
+        computes it: addcdiv without dropout, else reciprocal, product and mask (``denominator`` is overwritten)."""
+        if keep >= 1.0:
+            flat.params[chunk].addcdiv_(numerator, denominator, value=-lr)
+            return
+        denominator.reciprocal_().mul_(numerator).mul_(flat.keep_mask(chunk, keep, self.generator))
+        flat.params[chunk].add_(denominator, alpha=-lr)
+
 
 class AdaBelief(_DFLOptimizer):
     """DFL's AdaBelief (no bias correction, ε outside the square root, optional lr_dropout).
@@ -281,11 +291,7 @@ class AdaBelief(_DFLOptimizer):
             torch.sub(g, m, out=tmp)
             v.mul_(beta2).addcmul_(tmp, tmp, value=1.0 - beta2)
             torch.sqrt(v, out=tmp).add_(eps)
-            if keep >= 1.0:
-                flat.params[c].addcdiv_(m, tmp, value=-lr)
-                continue
-            tmp.reciprocal_().mul_(m).mul_(flat.keep_mask(c, keep, self.generator))
-            flat.params[c].add_(tmp, alpha=-lr)
+            self._apply_chunk(flat, c, m, tmp, lr, keep)
 
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         beta1, beta2 = group["betas"]
@@ -359,11 +365,7 @@ class RMSprop(_DFLOptimizer):
             acc, tmp, g = flat.state["square_avg"][c], flat.scratch[c], grads[c]
             acc.mul_(rho).addcmul_(g, g, value=1.0 - rho)
             torch.sqrt(acc, out=tmp).add_(eps)
-            if keep >= 1.0:
-                flat.params[c].addcdiv_(g, tmp, value=-lr)
-                continue
-            tmp.reciprocal_().mul_(g).mul_(flat.keep_mask(c, keep, self.generator))
-            flat.params[c].add_(tmp, alpha=-lr)
+            self._apply_chunk(flat, c, g, tmp, lr, keep)
 
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         rho, lr, eps, keep = group["rho"], group["lr"], group["eps"], group["lr_dropout"]
