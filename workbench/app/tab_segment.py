@@ -180,8 +180,10 @@ def render_face(image: np.ndarray, meta: FaceMeta, prediction: np.ndarray | None
     if prediction is not None:
         pred = cv2.resize(prediction.astype(np.float32), (view, view), interpolation=cv2.INTER_LINEAR) >= 0.5
         layers.append((pred, (255, 0, 255), 0.3))
-    if has_labels(polys):
-        layers.append((rasterize_polygons(polys, (view, view)) > 0.5, (0, 255, 0), 0.25))
+    # without outlines (the app) the open polygon is only the browser's overlay, so it is not tinted either
+    tinted = polys if outlines else [p for p in polys if p.closed]
+    if has_labels(tinted):
+        layers.append((rasterize_polygons(tinted, (view, view)) > 0.5, (0, 255, 0), 0.25))
     for region, color, alpha in layers:
         tint = np.empty_like(out)
         tint[:] = color
