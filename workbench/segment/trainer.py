@@ -61,9 +61,10 @@ LOG_EVERY = 10
 class XSegOptions:
     """XSeg training options (architecture fields go into the checkpoint and must match on resume)."""
 
-    resolution: int = 128
+    resolution: int = 64
     channels: tuple[int, ...] = (8, 16, 32, 64, 96)
     bottleneck: int = 256
+    prior: bool = True
     batch_size: int = 8
     lr: float = 1e-3
     target_steps: int = 0
@@ -84,7 +85,8 @@ class XSegOptions:
         self.model_config()  # validates resolution/channels
 
     def model_config(self) -> XSegConfig:
-        return XSegConfig(int(self.resolution), tuple(int(c) for c in self.channels), int(self.bottleneck))
+        return XSegConfig(int(self.resolution), tuple(int(c) for c in self.channels), int(self.bottleneck),
+                          bool(self.prior))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "channels": list(self.channels)}
@@ -151,6 +153,8 @@ class XSegTrainer:
         self._split()
         torch.manual_seed(o.seed)
         self.model = XSegLite(o.model_config()).to(self.device)
+        # start from the average outline of the training faces (a resumed run overwrites it below)
+        self.model.init_prior(self.data.targets.index_select(0, torch.as_tensor(self.train_idx)).float().mean(0) / 255.0)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr)
         if self.device.type == "cpu" and o.cpu_threads == 0:
             self.callbacks.insert(0, CpuThreadTuner(max(1, torch.get_num_threads())))
@@ -460,8 +464,9 @@ def _prepare(run_dir: Path, options: XSegOptions, folders: list[str | Path] | No
     if checkpoint_path(run_dir).exists():
         ckpt = load_xseg_checkpoint(checkpoint_path(run_dir))
         if XSegConfig.from_dict(ckpt["model_config"]) != options.model_config():
-            options = replace(options, **{k: ckpt["options"][k] for k in ("resolution", "bottleneck")},
-                              channels=tuple(ckpt["options"]["channels"]))
+            arch = XSegConfig.from_dict(ckpt["model_config"])
+            options = replace(options, resolution=arch.resolution, bottleneck=arch.bottleneck,
+                              channels=arch.channels, prior=arch.prior)
     run_dir.mkdir(parents=True, exist_ok=True)
     take_commands(run_dir)  # stale commands from a dead trainer must not stop the new one
     write_xseg_config(run_dir, options, resolved, steps, seconds)
