@@ -154,6 +154,26 @@ def test_the_prior_starts_from_the_mean_outline(faceset_pair):  # noqa: F811
     assert scores[True] > 0.6 and scores[True] > scores[False] + 0.2, scores
 
 
+def test_the_checkpoint_serves_the_weight_average_and_resumes_both(tiny_run):
+    import torch
+
+    from workbench.segment.trainer import XSegOptions, XSegTrainer, load_xseg_checkpoint
+    from workbench.train.runs import checkpoint_path
+
+    run, _, _, _, trainer = tiny_run
+    ckpt = load_xseg_checkpoint(checkpoint_path(run))
+    served, raw = ckpt["model"], ckpt["train_model"]
+    for name, value in trainer.ema_model.state_dict().items():
+        assert torch.equal(served[name], value)
+    assert any(not torch.equal(served[k], raw[k]) for k in raw)  # the average is not the last step's weights
+    resumed = XSegTrainer(XSegOptions(**TINY), [trainer.data.paths[0].parent], run_dir=run)
+    assert resumed.step == trainer.step
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(raw[name], value)
+    for name, value in resumed.ema_model.state_dict().items():
+        assert torch.equal(served[name], value)
+
+
 def test_predict_masks_shapes_and_ranges(tiny_run, faceset_pair):  # noqa: F811
     from workbench.segment import load_xseg, predict_masks
 

@@ -217,7 +217,8 @@ def paste_occluders(images: torch.Tensor, targets: torch.Tensor, which: torch.Te
 
 
 def photometric(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Colour and quality jitter per sample: HSV, brightness/contrast, 25% blur, 25% noise (input only)."""
+    """Colour and quality jitter per sample (input only): HSV, brightness/contrast, 25% blur, 25% noise,
+    per-channel gain, 20% grey."""
     from ..augment import random_hsv
 
     b = images.shape[0]
@@ -232,6 +233,11 @@ def photometric(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     x = torch.where(blur, blurred, x)
     noisy = torch.rand((b, 1, 1, 1), generator=g, device=dev) < 0.25
     x = torch.where(noisy, x + torch.randn(x.shape, generator=g, device=dev) * 0.04, x)
+    # per-channel gains (white balance, lighting colour) and 20 % grey: with a handful of identities to learn
+    # from, the net must not key on a face's colours, or an unseen face's skin reads as an occluder
+    x = x * (0.8 + 0.4 * torch.rand((b, 3, 1, 1), generator=g, device=dev))
+    grey = torch.rand((b, 1, 1, 1), generator=g, device=dev) < 0.2
+    x = torch.where(grey, x.mean(1, keepdim=True).expand_as(x), x)
     return x.clamp(0, 1)
 
 

@@ -18,6 +18,7 @@ weeks, too slow for a CPU bootstrap).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -72,6 +73,9 @@ class XSegOptions:
     # the elastic warp bends the landmark outline into shapes no aligned face has: off by default, it
     # hurt 4-minute bootstraps scored on a held-out video (occluder IoU 0.62 with it, 0.77 without)
     random_warp: bool = False
+    # exponential moving average of the weights (0 = off): short CPU runs oscillate from step to step, and
+    # the average is what gets evaluated, previewed, checkpointed as "model" and applied
+    ema: float = 0.99
     labelled_fraction: float = 0.5
     heldout: int = 16
     save_every_seconds: float = 120.0
@@ -159,6 +163,7 @@ class XSegTrainer:
         # start from the average outline of the training faces (a resumed run overwrites it below)
         self.model.init_prior(self.data.targets.index_select(0, torch.as_tensor(self.train_idx)).float().mean(0) / 255.0)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr)
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False) if o.ema > 0 else None
         if self.device.type == "cpu" and o.cpu_threads == 0:
             self.callbacks.insert(0, CpuThreadTuner(max(1, torch.get_num_threads())))
         elif o.cpu_threads > 0:
@@ -220,12 +225,23 @@ class XSegTrainer:
         loss.backward()
         self.optimizer.step()
         self.step += 1
+        if self.ema_model is not None:
+            decay = min(self.options.ema, (1 + self.step) / (10 + self.step))  # a short warm-up, as usual
+            with torch.no_grad():
+                for avg, cur in zip(self.ema_model.parameters(), self.model.parameters()):
+                    avg.lerp_(cur, 1 - decay)
         return {"loss": float(loss.detach()), **parts}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        return torch.sigmoid(self.model(images.to(self.device))).cpu()
+        net = self.served_model
+        net.eval()
+        return torch.sigmoid(net(images.to(self.device))).cpu()
+
+    @property
+    def served_model(self) -> XSegLite:
+        """The weights that are evaluated, previewed, saved as ``model`` and applied: the average when on."""
+        return self.ema_model if self.ema_model is not None else self.model
 
     def evaluate(self) -> dict[str, float]:
         """Mean IoU on the held-out faces (and, for reference, the plain hull's IoU on the same targets)."""
@@ -259,7 +275,8 @@ class XSegTrainer:
             "schema_version": CHECKPOINT_SCHEMA, "kind": CHECKPOINT_KIND,
             "model_config": self.options.model_config().to_dict(), "options": self.options.to_dict(),
             "step": self.step, "saved_at": time.time(),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.served_model.state_dict(), "train_model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "rng": {"torch": self.gen.get_state(), "numpy": json.dumps(self.rng.bit_generator.state)},
         }
 
@@ -267,7 +284,9 @@ class XSegTrainer:
         if XSegConfig.from_dict(ckpt["model_config"]) != self.options.model_config():
             raise TrainingError("this XSeg run was trained with another architecture",
                                 self.run_dir, "use another --run name, or the same resolution/channels")
-        self.model.load_state_dict(ckpt["model"])
+        self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # older checkpoints: one set
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step = int(ckpt["step"])
         self.last_save_step, self.last_save_time = self.step, float(ckpt.get("saved_at", 0.0))
@@ -282,7 +301,7 @@ class XSegTrainer:
 
         if self.run_dir is None:
             return None
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+        if not all(torch.isfinite(p).all() for p in (*self.model.parameters(), *self.served_model.parameters())):
             self._event({"kind": "save_refused", "step": self.step, "reason": "non-finite weights"})
             return None
         previous = self.state
