@@ -13,7 +13,9 @@ trainer resumes from its last checkpoint (weights, optimiser, step, RNG) on the 
 
 Loss: binary cross-entropy + soft Dice on the logits (DFL uses plain sigmoid cross-entropy; Dice makes the
 small face-vs-occluder boundary count more). Optimiser: Adam lr 1e-3 (DFL: RMSprop 1e-4, fine for GPU
-weeks, too slow for a CPU bootstrap).
+weeks, too slow for a CPU bootstrap). The served weights (evaluation, previews, the checkpoint's ``model``,
+``predict_masks``) are an exponential moving average of the trained ones (``train_model`` in the checkpoint,
+used to resume): short CPU runs swing a lot from one step to the next.
 """
 
 from __future__ import annotations
