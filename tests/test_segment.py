@@ -23,7 +23,7 @@ from workbench.faceset import (
 from workbench.segment.labels import SegPolygon, decode_mask_png, encode_mask_png, rasterize_polygons
 
 TINY = dict(resolution=32, channels=(8, 16, 24), bottleneck=32, batch_size=8, lr=3e-3, heldout=8,
-            metrics_every=0, preview_every=0, save_every_seconds=0, cpu_threads=1)
+            metrics_every=0, preview_every=0, save_every_seconds=0, cpu_threads=1, prior=False)
 
 
 def _meta(size=64, seed=0) -> FaceMeta:
@@ -135,6 +135,43 @@ def test_short_bootstrap_lowers_loss_and_raises_heldout_iou(tiny_run):
     assert np.mean(losses[-15:]) < 0.8 * np.mean(losses[:15])
     assert after["iou"] > before["iou"] + 0.15, (before, after)
     assert after["iou"] > 0.6
+
+
+def test_the_prior_starts_from_the_mean_outline(faceset_pair):  # noqa: F811
+    """With ``prior`` the untrained net already predicts about the average training outline on held-out faces."""
+    import torch
+
+    from workbench.segment.trainer import XSegOptions, XSegTrainer
+
+    src, _ = faceset_pair
+    scores = {}
+    for prior in (False, True):
+        trainer = XSegTrainer(XSegOptions(**{**TINY, "prior": prior}), [src])
+        scores[prior] = trainer.evaluate()["iou"]
+    mean = trainer.data.targets.index_select(0, torch.as_tensor(trainer.train_idx)).float().mean(0)[0] / 255.0
+    expected = torch.logit(mean.clamp(0.02, 0.98))
+    assert torch.allclose(trainer.model.prior[0, 0], expected, atol=1e-4)
+    assert scores[True] > 0.6 and scores[True] > scores[False] + 0.2, scores
+
+
+def test_the_checkpoint_serves_the_weight_average_and_resumes_both(tiny_run):
+    import torch
+
+    from workbench.segment.trainer import XSegOptions, XSegTrainer, load_xseg_checkpoint
+    from workbench.train.runs import checkpoint_path
+
+    run, _, _, _, trainer = tiny_run
+    ckpt = load_xseg_checkpoint(checkpoint_path(run))
+    served, raw = ckpt["model"], ckpt["train_model"]
+    for name, value in trainer.ema_model.state_dict().items():
+        assert torch.equal(served[name], value)
+    assert any(not torch.equal(served[k], raw[k]) for k in raw)  # the average is not the last step's weights
+    resumed = XSegTrainer(XSegOptions(**TINY), [trainer.data.paths[0].parent], run_dir=run)
+    assert resumed.step == trainer.step
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(raw[name], value)
+    for name, value in resumed.ema_model.state_dict().items():
+        assert torch.equal(served[name], value)
 
 
 def test_predict_masks_shapes_and_ranges(tiny_run, faceset_pair):  # noqa: F811

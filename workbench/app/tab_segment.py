@@ -2,9 +2,12 @@
 
 Every click adds a point to the open polygon of the shown face and is saved at once into the face file
 (``workbench.faceset.update_face_meta``: atomic, metadata only, pixels untouched), so closing the browser
-never loses a label. The view is the aligned face at 512 px with the drawn label tinted green, polygon
-outlines (include green, exclude red) and, optionally, the current XSeg model's prediction in magenta so
-the user labels exactly where the model fails. Keys (outside text fields): A/D or ,/. previous/next face,
+never loses a label. The view is the aligned face at 512 px with the drawn label tinted green and,
+optionally, the current XSeg model's prediction in magenta so the user labels exactly where the model fails.
+The polygon outlines and points (include green, exclude red) are an SVG overlay drawn in the browser
+(``OVERLAY_JS``) from a small JSON of the polygons: a click draws its point at once, and the server answers
+with the saved polygons only; the 512 px view is re-encoded and re-sent only when the green tint changes
+(a polygon closed, deleted or copied) or the face changes. That keeps a click well under 200 ms on 2 cores. Keys (outside text fields): A/D or ,/. previous/next face,
 Q include, W exclude, C close polygon, Z undo point, Delete delete polygon.
 """
 
@@ -51,6 +54,96 @@ KEYS_JS = """
 }
 """
 
+OVERLAY_JS = """
+() => {
+  if (window.__wbSegOverlay) return;
+  window.__wbSegOverlay = true;
+  // The polygons' outlines and points, drawn over the face as SVG. A click draws its point at once
+  // (pending); the server's answer (the saved polygons, #seg-polys) then replaces it.
+  const NS = 'http://www.w3.org/2000/svg';
+  let pending = [], lastData = null, lastKey = '', server = {polys: []};
+  window.__wbSegLatencies = [];
+  const box = (img) => {  // the displayed picture inside <img> (object-fit: contain), as Gradio's click maths
+    const r = img.getBoundingClientRect(), nw = img.naturalWidth || 1, nh = img.naturalHeight || 1;
+    const s = Math.min(r.width / nw, r.height / nh);
+    return {x: (r.width - nw * s) / 2, y: (r.height - nh * s) / 2, w: nw * s, h: nh * s, nw, nh, r};
+  };
+  document.addEventListener('click', (e) => {
+    const img = e.target && e.target.closest ? e.target.closest('#seg-view img') : null;
+    if (!img) return;
+    const b = box(img);
+    const x = Math.round((e.clientX - b.r.left - b.x) * b.nw / b.w), y = Math.round((e.clientY - b.r.top - b.y) * b.nh / b.h);
+    if (x < 0 || y < 0 || x >= b.nw || y >= b.nh) return;
+    const m = document.querySelector('#seg-mode input:checked');
+    pending.push({x, y, kind: m ? m.value : 'include', t: performance.now(), drawn: false});
+  }, true);
+  const merged = () => {  // the server's polygons plus the clicks it has not answered yet (its own rule)
+    const polys = server.polys.map((p) => ({kind: p.kind, closed: p.closed, points: p.points.slice()}));
+    for (const p of pending) {
+      const last = polys[polys.length - 1];
+      if (last && !last.closed && last.kind === p.kind) { last.points.push([p.x, p.y]); continue; }
+      if (last && !last.closed) last.closed = true;
+      polys.push({kind: p.kind, closed: false, points: [[p.x, p.y]]});
+    }
+    return polys;
+  };
+  const draw = () => {
+    requestAnimationFrame(draw);
+    const img = document.querySelector('#seg-view img');
+    const holder = document.querySelector('#seg-polys [data-polys]');
+    const data = holder ? holder.getAttribute('data-polys') : null;
+    if (data !== null && data !== lastData) {
+      const parsed = JSON.parse(data);
+      if (lastData !== null && parsed.event === 'click') pending.shift(); else pending = [];
+      lastData = data; server = parsed;
+    }
+    if (!img || !img.parentElement) return;
+    const b = box(img);
+    const key = [lastData, pending.length, img.src, b.r.width, b.r.height, img.offsetLeft, img.offsetTop].join('|');
+    let svg = img.parentElement.querySelector('svg.seg-overlay');
+    if (key === lastKey && svg) return;
+    lastKey = key;
+    if (!svg) {
+      svg = document.createElementNS(NS, 'svg');
+      svg.setAttribute('class', 'seg-overlay');
+      svg.style.position = 'absolute'; svg.style.pointerEvents = 'none'; svg.style.overflow = 'visible';
+      if (getComputedStyle(img.parentElement).position === 'static') img.parentElement.style.position = 'relative';
+      img.parentElement.appendChild(svg);
+    }
+    svg.style.left = (img.offsetLeft + b.x) + 'px'; svg.style.top = (img.offsetTop + b.y) + 'px';
+    svg.style.width = b.w + 'px'; svg.style.height = b.h + 'px';
+    svg.setAttribute('viewBox', '0 0 ' + (server.view || b.nw) + ' ' + (server.view || b.nh));
+    const polys = merged();
+    let points = 0, parts = [];
+    for (const p of polys) {
+      const c = p.kind === 'include' ? 'rgb(0,220,0)' : 'rgb(230,30,30)';
+      const pts = p.points.map((q) => q[0] + ',' + q[1]).join(' ');
+      if (p.points.length > 1)
+        parts.push('<' + (p.closed ? 'polygon' : 'polyline') + ' points="' + pts + '" fill="none" stroke="' + c
+                   + '" stroke-width="2" vector-effect="non-scaling-stroke"/>');
+      for (const q of p.points)
+        parts.push('<circle cx="' + q[0] + '" cy="' + q[1] + '" r="' + (p.closed ? 3 : 4) + '" fill="' + c + '"/>');
+      points += p.points.length;
+    }
+    svg.innerHTML = parts.join('');
+    svg.setAttribute('data-points', String(points));
+    const now = performance.now();
+    for (const p of pending) if (!p.drawn) { p.drawn = true; window.__wbSegLatencies.push(now - p.t); }
+  };
+  requestAnimationFrame(draw);
+}
+"""
+
+
+def polygons_payload(polys: tuple[SegPolygon, ...], size: int, event: str = "view", view: int = VIEW) -> str:
+    """Polygons of a ``size`` px face in view pixels, as the HTML the overlay script reads (``#seg-polys``)."""
+    import html
+    import json
+
+    polys = [p.scaled(view / float(size)).to_dict() for p in polys]
+    data = json.dumps({"view": view, "event": event, "polys": polys}, separators=(",", ":"))
+    return f'<div class="seg-polys-data" data-polys="{html.escape(data, quote=True)}"></div>'
+
 
 def _face_path(project: Any, side: str, name: str) -> Path:
     folder = project.aligned_dir(_check_side(side))
@@ -74,8 +167,9 @@ def list_faces(root: str, side: str, filt: str = "all") -> list[str]:
 
 
 def render_face(image: np.ndarray, meta: FaceMeta, prediction: np.ndarray | None = None,
-                view: int = VIEW) -> np.ndarray:
-    """The editor view: (view, view, 3) uint8 face with label tint, polygons, points and the prediction."""
+                view: int = VIEW, outlines: bool = True) -> np.ndarray:
+    """The editor view: (view, view, 3) uint8 face with label tint, the prediction and (with ``outlines``)
+    the polygons and points; the app draws those in the browser instead (``OVERLAY_JS``)."""
     import cv2
 
     scale = view / float(image.shape[0])
@@ -86,15 +180,17 @@ def render_face(image: np.ndarray, meta: FaceMeta, prediction: np.ndarray | None
     if prediction is not None:
         pred = cv2.resize(prediction.astype(np.float32), (view, view), interpolation=cv2.INTER_LINEAR) >= 0.5
         layers.append((pred, (255, 0, 255), 0.3))
-    if has_labels(polys):
-        layers.append((rasterize_polygons(polys, (view, view)) > 0.5, (0, 255, 0), 0.25))
+    # without outlines (the app) the open polygon is only the browser's overlay, so it is not tinted either
+    tinted = polys if outlines else [p for p in polys if p.closed]
+    if has_labels(tinted):
+        layers.append((rasterize_polygons(tinted, (view, view)) > 0.5, (0, 255, 0), 0.25))
     for region, color, alpha in layers:
         tint = np.empty_like(out)
         tint[:] = color
         blended = cv2.addWeighted(out, 1 - alpha, tint, alpha, 0)
         out = np.where(region[..., None], blended, out)
     out = np.ascontiguousarray(out)
-    for poly in polys:
+    for poly in polys if outlines else ():
         color = (0, 220, 0) if poly.kind == "include" else (230, 30, 30)
         pts = np.rint(np.asarray(poly.points, np.float64)).astype(np.int32).reshape(-1, 1, 2)
         if len(pts) > 1:
@@ -104,18 +200,41 @@ def render_face(image: np.ndarray, meta: FaceMeta, prediction: np.ndarray | None
     return out
 
 
-def _prediction(ctx: AppContext, project: Any, path: Path, image: np.ndarray) -> tuple[np.ndarray | None, str]:
-    from ..segment.predict import load_xseg, predict_masks
+def _xseg_model(ctx: AppContext, project: Any) -> tuple[Any, int]:
+    """The project's XSeg model (loaded once per checkpoint write) and its checkpoint stamp; (None, 0) if none."""
+    from ..segment.predict import load_xseg
     from ..segment.trainer import default_run_dir
     from ..train.runs import checkpoint_path
 
     ckpt = checkpoint_path(default_run_dir(project))
     if not ckpt.is_file():
-        return None, "no XSeg model yet (train one below)"
+        return None, 0
     stamp = ckpt.stat().st_mtime_ns
-    model = ctx.predictions(("xseg-model", str(ckpt), stamp), lambda: [load_xseg(ckpt.parent.parent)])[0]
+    return ctx.predictions(("xseg-model", str(ckpt), stamp), lambda: [load_xseg(ckpt.parent.parent)])[0], stamp
+
+
+def _prediction_note(model: Any) -> str:
+    return "no XSeg model yet (train one below)" if model is None else f"XSeg prediction of step {model.step} in magenta"
+
+
+def _prediction(ctx: AppContext, project: Any, path: Path, image: np.ndarray) -> tuple[np.ndarray | None, str]:
+    from ..segment.predict import predict_masks
+
+    model, stamp = _xseg_model(ctx, project)
+    if model is None:
+        return None, _prediction_note(None)
     mask = ctx.predictions(("xseg-pred", str(path), stamp), lambda: [predict_masks(model, image[None])[0]])[0]
-    return mask, f"XSeg prediction of step {model.step} in magenta"
+    return mask, _prediction_note(model)
+
+
+def _info(meta: FaceMeta, path: Path, index: int, total: int, pred_note: str = "", note: str = "") -> str:
+    n_inc = sum(p.kind == "include" for p in meta.seg_polys)
+    n_exc = len(meta.seg_polys) - n_inc
+    open_pts = len(meta.seg_polys[-1].points) if meta.seg_polys and not meta.seg_polys[-1].closed else 0
+    return (f"face {index + 1}/{total} · `{path.name}` · {n_inc} include, {n_exc} exclude polygon(s)"
+            + (f" · drawing: {open_pts} point(s)" if open_pts else "")
+            + (" · applied XSeg mask stored" if meta.xseg_mask else "")
+            + (f" · {pred_note}" if pred_note else "") + (f" · {note}" if note else ""))
 
 
 def _view(ctx: AppContext, root: str, side: str, names: list[str], index: int, show_prediction: bool,
@@ -124,21 +243,15 @@ def _view(ctx: AppContext, root: str, side: str, names: list[str], index: int, s
     project = _project(root)
     state = {"side": side, "names": names, "index": index}
     if not names:
-        return {"seg_view": None, "seg_state": state,
+        return {"seg_view": None, "seg_state": state, "seg_polys": polygons_payload((), VIEW),
                 "seg_info": "No faces here (extract faces first, or change the filter)."}
     index = min(max(int(index), 0), len(names) - 1)
     state["index"] = index
     path = _face_path(project, side, names[index])
     image, meta = load_aligned_face(path)
     pred, pred_note = _prediction(ctx, project, path, image) if show_prediction else (None, "")
-    n_inc = sum(p.kind == "include" for p in meta.seg_polys)
-    n_exc = len(meta.seg_polys) - n_inc
-    open_pts = len(meta.seg_polys[-1].points) if meta.seg_polys and not meta.seg_polys[-1].closed else 0
-    info = (f"face {index + 1}/{len(names)} · `{path.name}` · {n_inc} include, {n_exc} exclude polygon(s)"
-            + (f" · drawing: {open_pts} point(s)" if open_pts else "")
-            + (" · applied XSeg mask stored" if meta.xseg_mask else "")
-            + (f" · {pred_note}" if pred_note else "") + (f" · {note}" if note else ""))
-    return {"seg_view": render_face(image, meta, pred), "seg_state": state, "seg_info": info}
+    return {"seg_view": render_face(image, meta, pred, outlines=False), "seg_state": state,
+            "seg_polys": polygons_payload(meta.seg_polys, meta.size), "seg_info": _info(meta, path, index, len(names), pred_note, note)}
 
 
 @guarded
@@ -154,7 +267,13 @@ def segment_refresh(ctx: AppContext, root: str, side: str, filt: str, show_predi
 
 
 def _edit(ctx: AppContext, root: str, state: dict, show_prediction: bool,
-          change: Callable[[tuple[SegPolygon, ...], FaceMeta], tuple[SegPolygon, ...]]) -> dict[str, Any]:
+          change: Callable[[tuple[SegPolygon, ...], FaceMeta], tuple[SegPolygon, ...]],
+          event: str = "edit") -> dict[str, Any]:
+    """Apply ``change`` to the shown face's polygons and save them at once.
+
+    The 512 px view is re-rendered only when the green tint changes (the closed polygons); otherwise only the
+    polygons (a few hundred bytes) and the info line go back, and the browser redraws the outlines.
+    """
     side, names, index = state.get("side", "src"), state.get("names", []), int(state.get("index", 0))
     if not names:
         return {"seg_info": "No face to label."}
@@ -162,11 +281,17 @@ def _edit(ctx: AppContext, root: str, state: dict, show_prediction: bool,
     path = _face_path(project, side, names[index])
     t0 = time.perf_counter()
     meta = read_face_meta(path)
-    polys = change(tuple(meta.seg_polys), meta)
-    if polys != tuple(meta.seg_polys):
-        update_face_meta(path, seg_polys=polys)  # atomic, on every change
+    before = tuple(meta.seg_polys)
+    polys = change(before, meta)
+    if polys != before:
+        meta = update_face_meta(path, seg_polys=polys)  # atomic, on every change; the JPEG pixels untouched
     saved_ms = 1000 * (time.perf_counter() - t0)
-    return _view(ctx, root, side, names, index, show_prediction, f"saved ({saved_ms:.0f} ms)")
+    note = f"saved ({saved_ms:.0f} ms)"
+    if [p for p in polys if p.closed] != [p for p in before if p.closed]:
+        return _view(ctx, root, side, names, index, show_prediction, note)
+    pred_note = _prediction_note(_xseg_model(ctx, project)[0]) if show_prediction else ""
+    return {"seg_polys": polygons_payload(meta.seg_polys, meta.size, event), "seg_state": {"side": side, "names": names, "index": index},
+            "seg_info": _info(meta, path, index, len(names), pred_note, note)}
 
 
 @guarded
@@ -185,7 +310,7 @@ def segment_click(ctx: AppContext, root: str, state: dict, mode: str, show_predi
             polys = (*polys[:-1], SegPolygon(polys[-1].kind, polys[-1].points, closed=True))
         return (*polys, SegPolygon(mode, (point,), closed=False))
 
-    return _edit(ctx, root, state, show_prediction, add)
+    return _edit(ctx, root, state, show_prediction, add, "click")
 
 
 @guarded
@@ -309,6 +434,7 @@ def build(ctx: AppContext, root_state: Any, tab: Any, wire: Callable[..., Any], 
         with gr.Column(scale=3):
             view = gr.Image(label="click to add points (aligned face, 512 px)", interactive=False, height=VIEW,
                             width=VIEW, elem_id="seg-view", buttons=[], format="jpeg")
+            polys = gr.HTML(polygons_payload((), VIEW), elem_id="seg-polys", js_on_load=None, visible="hidden")
         with gr.Column(scale=2):
             with gr.Row():
                 prev_btn = gr.Button("◀ previous (A)", elem_id="seg-prev")
@@ -334,12 +460,13 @@ def build(ctx: AppContext, root_state: Any, tab: Any, wire: Callable[..., Any], 
                                elem_id="seg-preview")
     state = gr.State({})
     R = {"root": root_state}
-    out = {"seg_view": view, "seg_state": state, "seg_info": info, "status": info}
+    out = {"seg_view": view, "seg_state": state, "seg_info": info, "status": info, "seg_polys": polys}
     refresh = partial(segment_refresh, ctx)
     refresh.__name__ = "segment_refresh"  # type: ignore[attr-defined]
     wire([tab.select, side.input, filt.input, show_pred.input], refresh,
          {**R, "side": side, "filt": filt, "show_prediction": show_pred, "state": state}, out)
     tab.select(None, js=KEYS_JS)
+    tab.select(None, js=OVERLAY_JS)
     wire(view.select, partial(segment_click, ctx), {**R, "state": state, "mode": mode, "show_prediction": show_pred},
          out, select=True, trigger_mode="multiple", show_progress="hidden")  # every click counts, in order
     for btn, action in ((close_btn, "close"), (undo_btn, "undo"), (delete_btn, "delete"), (copy_btn, "copy")):

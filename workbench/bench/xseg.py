@@ -2,7 +2,7 @@
 
     python -m workbench.bench xseg [--faces DIR ...] [--steps 20] [--batch-size 8] [--run RUN_DIR --unseen DIR ...]
 
-Training it/s: ``--steps`` steps of the default XSegLite (128 px) on the faces of ``--faces`` (default: the
+Training it/s: ``--steps`` steps of the default XSegLite (64 px, with the outline prior) on the faces of ``--faces`` (default: the
 shared test media's lp_d18 faces, extracted on the fly into a temp folder), hull targets + synthetic
 occluders, after 2 warm-up steps. Apply faces/s: ``predict_masks`` + PNG encode + in-place metadata write
 on copies of the same faces. With ``--run`` and ``--unseen``: mean IoU vs the visible face of unseen faces

@@ -9,9 +9,16 @@ to bootstrap on two CPU cores. XSegLite keeps the design and shrinks it:
 * anti-aliased downsampling (2×2 average pool, the simplest BlurPool), levels ``channels`` (default
   8/16/32/64/96) at resolution 128 → 8 px, then a dense bottleneck on the 4×4 map for global context
   (the face outline needs the whole face, an occluder needs its surroundings);
-* decoder: nearest ×2 upsampling + conv, concatenation with the encoder skip, two blocks; a 1×1 logit head.
+* decoder: nearest ×2 upsampling + conv, concatenation with the encoder skip, two blocks; a 1×1 logit head;
+* (``prior=True``, not in DFL) a learned per-pixel logit bias added to the head, initialised by the trainer
+  to the logit of the mean training mask (:meth:`XSegLite.init_prior`). Aligned faces put the face in
+  nearly the same place every time, so the net starts from the average face outline and only has to
+  learn the deviations (this face's jaw and brows, the occluders): a short CPU bootstrap converges much
+  faster. On the faces of unseen videos the mean outline alone scores IoU 0.87-0.91 against their hulls.
 
-At 128 px and defaults it has 1.56M parameters and 0.27 GMAC per face (DFL: 17.6M at 256 px). Input RGB in [0, 1], (N, 3, R, R);
+At 128 px and the default channels it has 1.56M parameters and 0.27 GMAC per face (DFL: 17.6M at 256 px);
+the trainer's default is 64 px (a quarter of the work per step; a perfect 64 px mask bilinearly resized to
+256 px still scores IoU 0.99 against the 256 px truth). Input RGB in [0, 1], (N, 3, R, R);
 output logits (N, 1, R, R) (``torch.sigmoid`` gives the mask).
 """
 
@@ -34,6 +41,7 @@ class XSegConfig:
     resolution: int = 128
     channels: tuple[int, ...] = (8, 16, 32, 64, 96)
     bottleneck: int = 256
+    prior: bool = False
 
     def __post_init__(self) -> None:
         levels = len(self.channels)
@@ -48,7 +56,8 @@ class XSegConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> XSegConfig:
-        return cls(int(data["resolution"]), tuple(int(c) for c in data["channels"]), int(data["bottleneck"]))
+        return cls(int(data["resolution"]), tuple(int(c) for c in data["channels"]), int(data["bottleneck"]),
+                   bool(data.get("prior", False)))  # checkpoints from before the prior have none
 
 
 class FRN(nn.Module):
@@ -103,6 +112,16 @@ class XSegLite(nn.Module):
             self.dec.append(nn.Sequential(Block(2 * c, c), Block(c, c)))
             below = c
         self.head = nn.Conv2d(ch[0], 1, 1)
+        r = config.resolution
+        self.prior = nn.Parameter(torch.zeros(1, 1, r, r)) if config.prior else None
+
+    @torch.no_grad()
+    def init_prior(self, mean_mask: torch.Tensor, clamp: float = 0.02) -> None:
+        """Set the prior to ``logit(mean_mask)`` ((R, R) or (1, 1, R, R) in [0, 1], clamped to avoid ±inf)."""
+        if self.prior is None:
+            return
+        p = mean_mask.reshape(self.prior.shape).to(self.prior).clamp(clamp, 1 - clamp)
+        self.prior.copy_(torch.log(p / (1 - p)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -114,4 +133,5 @@ class XSegLite(nn.Module):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = up(F.interpolate(x, scale_factor=2.0, mode="nearest"))
             x = dec(torch.cat([x, skip], dim=1))
-        return self.head(x)
+        logits = self.head(x)
+        return logits if self.prior is None else logits + self.prior

@@ -9,9 +9,9 @@ A bank holds every face of the given folders at the model resolution as uint8 (i
   itself (the hard case: hands). The occluded pixels are removed from the target, so a network trained
   with zero labels learns "the visible face", not "the hull".
 
-Augmentation (:func:`make_batch`) runs batched in torch on the training device: the face trainer's random
-warp + affine + flip (``workbench.augment``; the target gets the identical geometry), HSV jitter,
-brightness/contrast, blur and noise.
+Augmentation (:func:`make_batch`) runs batched in torch on the training device: the face trainer's affine +
+flip and optionally its elastic random warp (``workbench.augment``; the target gets the identical geometry),
+HSV jitter, brightness/contrast, blur and noise.
 """
 
 from __future__ import annotations
@@ -217,7 +217,8 @@ def paste_occluders(images: torch.Tensor, targets: torch.Tensor, which: torch.Te
 
 
 def photometric(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Colour and quality jitter per sample: HSV, brightness/contrast, 25% blur, 25% noise (input only)."""
+    """Colour and quality jitter per sample (input only): HSV, brightness/contrast, 25% blur, 25% noise,
+    per-channel gain, 20% grey."""
     from ..augment import random_hsv
 
     b = images.shape[0]
@@ -232,16 +233,22 @@ def photometric(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     x = torch.where(blur, blurred, x)
     noisy = torch.rand((b, 1, 1, 1), generator=g, device=dev) < 0.25
     x = torch.where(noisy, x + torch.randn(x.shape, generator=g, device=dev) * 0.04, x)
+    # per-channel gains (white balance, lighting colour) and 20 % grey: with a handful of identities to learn
+    # from, the net must not key on a face's colours, or an unseen face's skin reads as an occluder
+    x = x * (0.8 + 0.4 * torch.rand((b, 3, 1, 1), generator=g, device=dev))
+    grey = torch.rand((b, 1, 1, 1), generator=g, device=dev) < 0.2
+    x = torch.where(grey, x.mean(1, keepdim=True).expand_as(x), x)
     return x.clamp(0, 1)
 
 
 def make_batch(bank: SegBank, indices: np.ndarray, device: torch.device, g: torch.Generator,
                rng: np.random.Generator, *, occluder_probability: float = 0.8,
-               augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+               augment: bool = True, random_warp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One training batch on ``device``: (images (B,3,R,R), targets (B,1,R,R)) float in [0, 1].
 
     Unlabelled (hull) faces get an occluder with ``occluder_probability``; labelled faces keep their
-    drawn masks. With ``augment``: warp/affine/flip for both, photometric jitter for the image.
+    drawn masks. With ``augment``: affine/flip (and with ``random_warp`` the elastic warp) for both,
+    photometric jitter for the image.
     """
     from ..augment import AugmentOptions, apply_warp, sample_warp_params
 
@@ -253,7 +260,8 @@ def make_batch(bank: SegBank, indices: np.ndarray, device: torch.device, g: torc
     if bool(occlude.any()):
         images, targets = paste_occluders(images, targets, occlude, g, rng)
     if augment:
-        params = sample_warp_params(len(indices), images.shape[-1], AugmentOptions(), g, device=device)
+        params = sample_warp_params(len(indices), images.shape[-1], AugmentOptions(random_warp=random_warp), g,
+                                    device=device)
         images = apply_warp(images, params, border="replicate", mode="bilinear").clamp(0, 1)
         targets = apply_warp(targets, params, border="zeros", mode="bilinear")
         images = photometric(images, g)
