@@ -159,8 +159,10 @@ def serve_ours(config: BenchConfig, threads: int, overrides: dict) -> int:
     from workbench.train import Trainer, preset
 
     started = time.perf_counter()
+    # cpu_threads pinned: the trainer's thread tuner would otherwise judge 1 thread vs all while DFL's sample
+    # workers refill their queues between rounds, and could settle on 1 thread for the whole comparison
     opts = preset(config.preset, **config.options, metrics_every=0, preview_every=0, metrics_samples=0,
-                  save_every_seconds=0.0, loader_workers=0, **overrides)
+                  save_every_seconds=0.0, loader_workers=0, cpu_threads=threads, **overrides)
     with tempfile.TemporaryDirectory(prefix="wb-bench-train-") as tmp:
         n = max(opts.batch_size * 2, 16)
         src = _synthetic_faceset(Path(tmp) / "src", n, opts.resolution, 1)
