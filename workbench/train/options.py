@@ -119,8 +119,8 @@ class TrainOptions:
         "off re-initialises the inters and resets the step.")
     # --- runtime ---
     precision: str = option("auto",
-        "Number format: auto (bf16 on CUDA GPUs with bf16 and CPUs with AMX, else fp32; never an emulated "
-        "one), fp32, bf16 or fp16 autocast (fp16 with a gradient scaler).", choices=PRECISIONS)
+        "Number format: auto (bf16 on CUDA GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, else fp32; never "
+        "an emulated one), fp32, bf16 or fp16 autocast (fp16 with a gradient scaler).", choices=PRECISIONS)
     channels_last: bool = option(False,
         "Store activations as NHWC: try it on CUDA tensor cores; on CPU it measured ~5% slower for these "
         "models.")
