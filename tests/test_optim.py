@@ -102,7 +102,7 @@ def test_lr_dropout_updates_about_30_percent_and_is_deterministic(cls):
     assert (two != 0).float().mean().item() == pytest.approx(1 - 0.7**2, abs=0.02)
 
 
-def _train_small(cls, *, flat: bool, steps: int = 5, reload_at: int | None = None):
+def _train_small(cls, *, flat: bool, steps: int = 5, reload_at: int | None = None, set_to_none: bool = True):
     """A conv net trained a few steps with lr_dropout; optionally the optimiser is saved and reloaded midway."""
     torch.manual_seed(4)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.LeakyReLU(0.1), torch.nn.Conv2d(8, 2, 3))
@@ -115,7 +115,7 @@ def _train_small(cls, *, flat: bool, steps: int = 5, reload_at: int | None = Non
             state = opt.state_dict()
             opt = cls(net.parameters(), lr=1e-2, lr_dropout=0.3, generator=gen, foreach=True, flat=flat)
             opt.load_state_dict(state)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=set_to_none)
         loss = net(x).pow(2).mean()
         loss.backward()
         opt.step()
@@ -146,6 +146,16 @@ def test_flat_buffers_give_the_multi_tensor_results_exactly(cls, chunk, monkeypa
     for a, b in zip(net_a.parameters(), params):
         for name in cls.STATE:
             assert torch.equal(opt_a.state[a][name], opt_b.state[b][name])
+
+
+@pytest.mark.parametrize("cls", [AdaBelief, RMSprop])
+def test_flat_buffers_with_gradients_zeroed_in_place(cls):
+    """zero_grad(set_to_none=False): autograd accumulates into the flat gradient views themselves."""
+    _, _, plain = _train_small(cls, flat=False, set_to_none=False)
+    net, opt, flat = _train_small(cls, flat=True, set_to_none=False)
+    assert plain == flat
+    start = opt._flat_groups[0].grads.data_ptr()
+    assert all(start <= p.grad.data_ptr() < start + 4 * opt._flat_groups[0].grads.numel() for p in net.parameters())
 
 
 @pytest.mark.parametrize("cls", [AdaBelief, RMSprop])

@@ -84,7 +84,6 @@ class _FlatGroup:
         self.state = {name: torch.empty_like(self.params) for name in names}
         self.uniform: torch.Tensor | None = None
         self.keep: torch.Tensor | None = None
-        self.names = names
         self.sizes = [p.numel() for p in params]
         with torch.no_grad():
             for p, segment in zip(params, self._segments(self.params)):
@@ -112,10 +111,14 @@ class _FlatGroup:
         return tuple((id(p), p.data_ptr(), *(st[n].data_ptr() for n in names)) for p, st in zip(params, states))
 
     def gather_grads(self, params: list[torch.Tensor]) -> torch.Tensor:
-        """Copy the gradients into ``grads`` and leave each ``p.grad`` a view of it (autograd's tensors are freed)."""
-        torch.cat([p.grad.reshape(-1) for p in params], out=self.grads)
+        """Copy the gradients into ``grads`` and leave each ``p.grad`` a view of it (autograd's tensors are freed).
+
+        Gradients that already are those views (``zero_grad(set_to_none=False)`` lets autograd accumulate into
+        them) stay where they are."""
         for p, segment in zip(params, self._segments(self.grads)):
-            p.grad = segment.view_as(p)
+            if p.grad.data_ptr() != segment.data_ptr():
+                segment.copy_(p.grad.reshape(-1))
+                p.grad = segment.view_as(p)
         return self.grads
 
     def chunks(self) -> list[slice]:
