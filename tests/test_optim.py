@@ -123,15 +123,29 @@ def _train_small(cls, *, flat: bool, steps: int = 5, reload_at: int | None = Non
     return net, opt, losses
 
 
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def torch_threads(request):
+    """1 thread draws lr_dropout's numbers chunk by chunk; more overlap the draw on a second thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(old)
+
+
 @pytest.mark.parametrize("chunk", [1 << 16, 100])  # one chunk; chunks that cut through tensors
 @pytest.mark.parametrize("cls", [AdaBelief, RMSprop])
-def test_flat_buffers_give_the_multi_tensor_results_exactly(cls, chunk, monkeypatch):
+def test_flat_buffers_give_the_multi_tensor_results_exactly(cls, chunk, monkeypatch, torch_threads):
     from workbench.optim import _FlatGroup
 
     monkeypatch.setattr(_FlatGroup, "CHUNK", chunk)
+    drawn_on = []
+    start_draw = _FlatGroup.start_draw
+    monkeypatch.setattr(_FlatGroup, "start_draw", lambda self, gen: drawn_on.append(1) or start_draw(self, gen))
     net_a, opt_a, losses_a = _train_small(cls, flat=False)
     net_b, opt_b, losses_b = _train_small(cls, flat=True)
     assert losses_a == losses_b  # bit for bit: same operations, same lr_dropout draws
+    assert len(drawn_on) == (5 if torch_threads > 1 else 0)  # the overlapped draw really ran (once per step)
+    assert torch.get_num_threads() == torch_threads  # and the thread count is restored
     for a, b in zip(net_a.parameters(), net_b.parameters()):
         assert torch.equal(a, b)
     # the parameters, gradients and state really are views into one buffer each

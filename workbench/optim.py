@@ -34,6 +34,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -126,14 +127,37 @@ class _FlatGroup:
         total = self.params.numel()
         return [slice(start, min(start + self.CHUNK, total)) for start in range(0, total, self.CHUNK)]
 
-    def keep_mask(self, chunk: slice, keep: float, generator: torch.Generator | None) -> torch.Tensor:
-        """Bernoulli(keep) as bools for one chunk. Drawn chunk after chunk in order, these are the same numbers
-        as `_keep_masks` draws tensor after tensor (one float per element from the same generator)."""
+    def _draw_buffers(self) -> torch.Tensor:
         if self.uniform is None:
             self.uniform = torch.empty_like(self.params, dtype=torch.float32)
             self.keep = torch.empty_like(self.params, dtype=torch.bool)
-        uniform = self.uniform[chunk].uniform_(generator=generator)
-        return torch.lt(uniform, keep, out=self.keep[chunk])
+        return self.uniform
+
+    def draw(self, chunk: slice, generator: torch.Generator | None) -> None:
+        """lr_dropout's uniform numbers for one chunk. Drawn chunk after chunk in order, they are the numbers
+        `_keep_masks` draws tensor after tensor (one float per element from the same generator)."""
+        self._draw_buffers()[chunk].uniform_(generator=generator)
+
+    def start_draw(self, generator: torch.Generator | None) -> tuple[threading.Thread, list[BaseException]]:
+        """Draw the whole buffer's uniform numbers on another thread (the same numbers as `draw` chunk by chunk)."""
+        uniform, errors = self._draw_buffers(), []
+
+        def work() -> None:
+            try:
+                uniform.uniform_(generator=generator)
+            except BaseException as error:  # noqa: BLE001 - re-raised by finish_draw on the caller's thread
+                errors.append(error)
+
+        thread = threading.Thread(target=work, name="lr-dropout-draw", daemon=True)
+        thread.start()
+        return thread, errors
+
+    @staticmethod
+    def finish_draw(draw: tuple[threading.Thread, list[BaseException]]) -> None:
+        thread, errors = draw
+        thread.join()
+        if errors:
+            raise errors[0]
 
 
 def _keep_masks(
@@ -236,18 +260,41 @@ class _DFLOptimizer(Optimizer):
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         raise NotImplementedError
 
-    def _update_flat(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor) -> None:
+    def _chunk_terms(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor,
+                     c: slice) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def _apply_chunk(self, flat: _FlatGroup, chunk: slice, numerator: torch.Tensor, denominator: torch.Tensor,
-                     lr: float, keep: float) -> None:
-        """``p -= lr · numerator / denominator`` (times the lr_dropout mask) on one chunk, as the multi-tensor path
-        computes it: addcdiv without dropout, else reciprocal, product and mask (``denominator`` is overwritten)."""
+    def _update_flat(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor) -> None:
+        """``p -= lr · numerator / denominator`` (times the lr_dropout mask), chunk by chunk, as the multi-tensor
+        path computes it: addcdiv without dropout, else reciprocal, product, mask and add.
+
+        With lr_dropout and more than one thread, the serial random draw (one Mersenne-Twister number per weight,
+        about half the update's time) runs on a second thread while this one computes the step directions
+        single-threaded; the masks are applied once the draw is done. Same numbers, same order: bit-identical.
+        """
+        lr, keep = group["lr"], group["lr_dropout"]
         if keep >= 1.0:
-            flat.params[chunk].addcdiv_(numerator, denominator, value=-lr)
+            for c in flat.chunks():
+                numerator, denominator = self._chunk_terms(group, flat, grads, c)
+                flat.params[c].addcdiv_(numerator, denominator, value=-lr)
             return
-        denominator.reciprocal_().mul_(numerator).mul_(flat.keep_mask(chunk, keep, self.generator))
-        flat.params[chunk].add_(denominator, alpha=-lr)
+        threads = torch.get_num_threads()
+        draw = flat.start_draw(self.generator) if threads > 1 else None
+        if draw is not None:
+            torch.set_num_threads(1)  # the other core draws the random numbers meanwhile
+        try:
+            for c in flat.chunks():
+                numerator, denominator = self._chunk_terms(group, flat, grads, c)
+                if draw is None:
+                    flat.draw(c, self.generator)
+                denominator.reciprocal_().mul_(numerator)  # the step direction, in scratch
+        finally:
+            if draw is not None:
+                torch.set_num_threads(threads)
+                flat.finish_draw(draw)
+        for c in flat.chunks():
+            direction = flat.scratch[c].mul_(torch.lt(flat.uniform[c], keep, out=flat.keep[c]))
+            flat.params[c].add_(direction, alpha=-lr)
 
 
 class AdaBelief(_DFLOptimizer):
@@ -284,17 +331,15 @@ class AdaBelief(_DFLOptimizer):
 
     STATE = ("exp_avg", "exp_avg_var")
 
-    def _update_flat(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor) -> None:
-        """The multi-tensor path's operations, in its order, on the flat buffers, cache-sized chunk by chunk."""
+    def _chunk_terms(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor,
+                     c: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update m and v on one chunk; the step is ``m / (sqrt(v) + eps)`` (the denominator in ``scratch``)."""
         beta1, beta2 = group["betas"]
-        lr, eps, keep = group["lr"], group["eps"], group["lr_dropout"]
-        for c in flat.chunks():
-            m, v, tmp, g = flat.state["exp_avg"][c], flat.state["exp_avg_var"][c], flat.scratch[c], grads[c]
-            m.mul_(beta1).add_(g, alpha=1.0 - beta1)
-            torch.sub(g, m, out=tmp)
-            v.mul_(beta2).addcmul_(tmp, tmp, value=1.0 - beta2)
-            torch.sqrt(v, out=tmp).add_(eps)
-            self._apply_chunk(flat, c, m, tmp, lr, keep)
+        m, v, tmp, g = flat.state["exp_avg"][c], flat.state["exp_avg_var"][c], flat.scratch[c], grads[c]
+        m.mul_(beta1).add_(g, alpha=1.0 - beta1)
+        torch.sub(g, m, out=tmp)
+        v.mul_(beta2).addcmul_(tmp, tmp, value=1.0 - beta2)
+        return m, torch.sqrt(v, out=tmp).add_(group["eps"])
 
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         beta1, beta2 = group["betas"]
@@ -361,14 +406,12 @@ class RMSprop(_DFLOptimizer):
 
     STATE = ("square_avg",)
 
-    def _update_flat(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor) -> None:
-        """The multi-tensor path's operations, in its order, on the flat buffers, cache-sized chunk by chunk."""
-        rho, lr, eps, keep = group["rho"], group["lr"], group["eps"], group["lr_dropout"]
-        for c in flat.chunks():
-            acc, tmp, g = flat.state["square_avg"][c], flat.scratch[c], grads[c]
-            acc.mul_(rho).addcmul_(g, g, value=1.0 - rho)
-            torch.sqrt(acc, out=tmp).add_(eps)
-            self._apply_chunk(flat, c, g, tmp, lr, keep)
+    def _chunk_terms(self, group: dict[str, Any], flat: _FlatGroup, grads: torch.Tensor,
+                     c: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update the square average on one chunk; the step is ``g / (sqrt(a) + eps)`` (denominator in ``scratch``)."""
+        acc, tmp, g = flat.state["square_avg"][c], flat.scratch[c], grads[c]
+        acc.mul_(group["rho"]).addcmul_(g, g, value=1.0 - group["rho"])
+        return g, torch.sqrt(acc, out=tmp).add_(group["eps"])
 
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         rho, lr, eps, keep = group["rho"], group["lr"], group["eps"], group["lr_dropout"]
