@@ -184,7 +184,7 @@ def test_notebook_training_form_is_generated_from_the_fields():
     assert list(form.controls) == list(OPTION_SPECS)
     for name, spec in OPTION_SPECS.items():
         control = form.controls[name]
-        assert control.value == getattr(start, name) and control.description_tooltip == spec.help
+        assert control.value == getattr(start, name) and control.tooltip == spec.help
         if spec.choices is not None:
             assert list(control.options) == list(spec.choices)
         elif spec.range is not None:

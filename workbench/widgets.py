@@ -477,11 +477,11 @@ def merge_settings_explorer(frame: np.ndarray, landmarks: np.ndarray, predictor:
     def slider(name: str, description: str) -> Any:
         lo, hi = specs[name].range
         return w.IntSlider(value=getattr(s, name), min=lo, max=hi, description=description,
-                           description_tooltip=specs[name].help)
+                           tooltip=specs[name].help)
 
     def dropdown(name: str, description: str, options: Sequence[str] | None = None) -> Any:
         return w.Dropdown(options=list(options or specs[name].choices), value=getattr(s, name),
-                          description=description, description_tooltip=specs[name].help)
+                          description=description, tooltip=specs[name].help)
 
     controls = {
         "mode": dropdown("mode", "mode", [m for m in MODES if m != "raw-predict"]),
@@ -530,7 +530,7 @@ def option_widget(spec: Any, value: Any) -> Any:
     a checkbox, a dropdown of its choices, a number box bounded by its range, or a text box."""
     import ipywidgets as w
 
-    common = {"value": value, "description": spec.name.replace("_", " "), "description_tooltip": spec.help,
+    common = {"value": value, "description": spec.name.replace("_", " "), "tooltip": spec.help,
               "style": {"description_width": "initial"}}
     if spec.kind == "bool":
         return w.Checkbox(indent=False, **common)
