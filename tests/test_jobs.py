@@ -226,8 +226,9 @@ def test_one_server_per_queue(tmp_path):
 def test_adoption_by_lock_pid_reuse_and_requeue(tmp_path):
     """A job process found through its lock (its pid never recorded) is adopted; a recorded pid whose start time
     differs (a reused pid) is not the job; a job whose process is gone without an exit code is re-queued."""
-    from workbench.jobs.procs import lock_holder, process_start_time
+    from workbench.jobs.procs import process_start_time
     from workbench.jobs.server import exit_path
+    from workbench.train.runs import lock_holder
 
     project = _project(tmp_path / "p")
     store = JobStore(tmp_path / "home" / "jobs.sqlite")

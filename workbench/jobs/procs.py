@@ -63,7 +63,7 @@ def group_alive(pid: int) -> bool:
 def hold_lock(path: str | Path, blocking: bool = True) -> int | None:
     """Take an exclusive OS lock on ``path`` for this process's lifetime and write our pid into it.
 
-    The kernel drops the lock when the process dies, however it dies, so :func:`lock_holder` tells whether
+    The kernel drops the lock when the process dies, however it dies, so :func:`workbench.train.runs.lock_holder` tells whether
     a job's process (or the server) still runs even when nobody learnt its pid. The descriptor is not inherited
     by child processes (PEP 446). Returns the descriptor (None without flock); ``blocking=False`` raises
     ``OSError`` when another process holds the lock.
@@ -83,22 +83,3 @@ def hold_lock(path: str | Path, blocking: bool = True) -> int | None:
     return fd
 
 
-def lock_holder(path: str | Path) -> int | None:
-    """The pid written by the live process that holds ``path``'s lock, or None when nobody holds it."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else 0
-        return None
-    finally:
-        os.close(fd)  # also drops the shared lock taken to test it

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .procs import group_alive, hold_lock, lock_holder, process_start_time, same_process_alive, signal_group
+from ..train.runs import lock_holder
+from .procs import group_alive, hold_lock, process_start_time, same_process_alive, signal_group
 from .stages import STAGES, cli_argv, command_line, parse_stage
 from .store import FINAL_STATES, Job, JobError, JobStore
 

@@ -512,31 +512,40 @@ class RunLock:
         self.release()
 
 
+def lock_holder(path: str | Path) -> int | None:
+    """The pid written by the live process that holds ``path``'s OS lock (0 when it wrote none), or None when
+    nobody holds it or the OS has no flock. Serves the run lock and the job server's locks."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else 0
+        return None
+    finally:
+        os.close(fd)  # also drops the shared lock taken to test it
+
+
 def trainer_pid(run_dir: str | Path) -> int | None:
     """The pid of the live trainer holding ``run_dir``, or None when no trainer holds it."""
     path = Path(run_dir) / LOCK_NAME
     if not path.exists():
         return None
     try:
-        import fcntl
+        import fcntl  # noqa: F401 - only whether the OS has flock
     except ImportError:  # no flock (Windows): fall back on the pid written in status.json
         data = _read_json(Path(run_dir) / STATUS_NAME) or {}
         pid = data.get("pid")
         return pid if pid and data.get("state") in ACTIVE_STATES and pid_alive(pid) else None
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            text = path.read_text().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return lock_holder(path)
 
 
 # ----------------------------------------------------------------------------------------------
