@@ -13,6 +13,7 @@ from workbench import detect
 from workbench.detect import (
     ENGINES,
     DetectedFace,
+    box_iou,
     detect_faces,
     load_engine,
     unrotate_box,
@@ -52,14 +53,6 @@ def _inter_ocular(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[36] - points[45]))
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _imglab_faces(xml_path):
     """(file, box (x0,y0,x1,y1), (68,2) points) for each face of a dlib imglab XML file."""
     for image in ET.parse(xml_path).getroot().iter("image"):
@@ -91,7 +84,7 @@ def test_dlib_cnn_engine(data_file):
     faces = detect_faces(image, "dlib_cnn")
     assert len(faces) == 1 and faces[0].engine == "dlib_cnn" and faces[0].score > 0.5
     hog = detect_faces(image)[0]
-    assert _iou(faces[0].box, hog.box) > 0.4
+    assert box_iou(faces[0].box, hog.box) > 0.4
     # Same predictor, slightly different boxes: landmarks agree to a fraction of the eye distance.
     assert np.abs(faces[0].landmarks - hog.landmarks).mean() < 0.1 * _inter_ocular(hog.landmarks)
 
@@ -135,7 +128,7 @@ def test_rgba_and_grey_stills(data_file, name):
     grey = np.repeat(image.mean(axis=2, keepdims=True), 3, axis=2)
     grey_faces = detect_faces(grey)
     assert len(grey_faces) == 1
-    assert _iou(faces[0].box, grey_faces[0].box) > 0.7
+    assert box_iou(faces[0].box, grey_faces[0].box) > 0.7
     assert np.abs(faces[0].landmarks - grey_faces[0].landmarks).mean() < 0.05 * _inter_ocular(
         faces[0].landmarks
     )
@@ -166,7 +159,7 @@ def test_landmarks_match_dlib_reference_xml(data_dir):
         iod = _inter_ocular(truth)
         box_err.append(np.linalg.norm(engine.landmarks(image, box) - truth, axis=1) / iod)
         for found_faces, sink in ((found, det_err), (found_up1, det_err_up1)):
-            match = [f for f in found_faces if _iou(f.box, box) > 0.5]
+            match = [f for f in found_faces if box_iou(f.box, box) > 0.5]
             if match:
                 sink.append(np.linalg.norm(match[0].landmarks - truth, axis=1).mean() / iod)
     box_err = np.array(box_err)
@@ -260,7 +253,7 @@ def test_detect_max_side_keeps_full_resolution_landmarks(data_file):
     full = detect_faces(frame)
     fast = detect_faces(frame, detect_max_side=240)
     assert len(full) == len(fast) == 1
-    assert _iou(full[0].box, fast[0].box) > 0.75
+    assert box_iou(full[0].box, fast[0].box) > 0.75
     assert np.abs(full[0].landmarks - fast[0].landmarks).mean() < 0.05 * _inter_ocular(full[0].landmarks)
 
 

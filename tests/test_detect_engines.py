@@ -147,6 +147,15 @@ def test_fallback_finds_profile_where_hog_misses(data_file):
         assert x0 - 0.2 * face.width < face.landmarks[30, 0] < x1 + 0.2 * face.width  # nose tip near its box
 
 
+def test_box_iou_reference_values():
+    from workbench.detect import box_iou
+
+    assert box_iou((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx(1 / 7)  # 1 shared of 4 + 4 - 1
+    assert box_iou((0, 0, 2, 2), (0, 0, 2, 2)) == 1.0
+    assert box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    assert box_iou((1, 1, 1, 1), (1, 1, 1, 1)) == 0.0  # empty boxes: no division by zero
+
+
 def test_nms_matches_brute_force(rng):
     boxes = rng.uniform(0, 100, (200, 2))
     boxes = np.concatenate([boxes, boxes + rng.uniform(5, 40, (200, 2))], axis=1)

@@ -176,7 +176,7 @@ def evaluate(engine_name: str, data: Path, every: int) -> dict[str, float]:
 
 def calibrate(engine_name: str, data: Path, every: int) -> tuple[object, int]:
     """Fit ``BoxCalibration`` for one engine against HOG boxes; returns (calibration, pairs used)."""
-    from workbench.detect import fit_box_calibration, load_engine
+    from workbench.detect import box_iou, fit_box_calibration, load_engine
     from workbench.images import read_image
 
     engine = load_engine(engine_name)
@@ -189,19 +189,11 @@ def calibrate(engine_name: str, data: Path, every: int) -> tuple[object, int]:
     for image, hog in images:
         ref = [b for b, _ in hog.detect(image)]
         for box, _score in engine.detect(image):
-            ious = [_iou(box, r) for r in ref]
+            ious = [box_iou(box, r) for r in ref]
             if ious and max(ious) > 0.4:
                 det_boxes.append(box)
                 hog_boxes.append(ref[int(np.argmax(ious))])
     return fit_box_calibration(np.array(det_boxes), np.array(hog_boxes)), len(det_boxes)
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,7 @@ from .face_alignment_engine import (
 )
 from .haar import HaarEngine, haar_cascade_path
 from .mtcnn import MtcnnEngine
-from .nms import nms
+from .nms import box_iou, nms
 from .pipeline import (
     DEFAULT_ENGINE,
     ENGINES,
@@ -80,7 +80,7 @@ __all__ = [
     "FaceEngine", "Found", "HaarEngine", "MtcnnEngine", "NUM_LANDMARKS", "ROTATION_ORDER",
     "YunetEngine", "as_dlib_image", "available_engines", "detect_boxes", "detect_faces", "dlib_model_path",
     "downscale_for_detection", "face_alignment_checkpoint_dir", "face_alignment_missing_files",
-    "fit_box_calibration", "fit_landmarks", "five_points", "haar_cascade_path", "import_dlib", "import_yuface", "load_engine", "nms",
+    "box_iou", "fit_box_calibration", "fit_landmarks", "five_points", "haar_cascade_path", "import_dlib", "import_yuface", "load_engine", "nms",
     "predict_landmarks", "resolve_engine", "rotate_by_angle", "rotate_image", "shape_predictor",
     "unrotate_box", "unrotate_points", "validate_image",
 ]
