@@ -48,6 +48,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def served_page(demo, viewport: tuple[int, int] = (1400, 1100)):
+    """Serve the Gradio ``demo`` on a free local port and open it in headless Chromium; yields the page.
+
+    The browser closes, then the app, however the block ends."""
+    from playwright.sync_api import sync_playwright
+
+    from workbench.app import launch_options
+
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **launch_options(demo))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}).new_page()
+            page.set_default_timeout(60_000)
+            try:
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+                yield page
+            finally:
+                browser.close()
+    finally:
+        demo.close()
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, data_file):
     """The app on a fresh small project (media only), served from a background thread."""

@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from test_app_browser import CHROMIUM, CHROMIUM_ARGS, POLL_SECONDS, _free_port, _need, _set_number, _tab
+from test_app_browser import CHROMIUM, POLL_SECONDS, _need, _set_number, _tab, served_page
 from train_fixtures import make_faceset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -20,12 +20,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def test_no_starting_text_once_training_runs(tmp_path, monkeypatch):
     _need(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
     try:
-        from playwright.sync_api import expect, sync_playwright
+        from playwright.sync_api import expect
     except ImportError:
         _need(False, "the playwright package is missing")
     from pathlib import Path
 
-    from workbench.app import build_app, launch_options
+    from workbench.app import build_app
     from workbench.train import read_status, send_command
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # the trainer runs this checkout
@@ -35,41 +35,30 @@ def test_no_starting_text_once_training_runs(tmp_path, monkeypatch):
     make_faceset(root / "aligned" / "src", 8, size=64, seed=1)
     make_faceset(root / "aligned" / "dst", 8, size=64, seed=2)
     demo = build_app(root, poll_seconds=POLL_SECONDS)
-    port = _free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                **launch_options(demo))
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
-            page.set_default_timeout(60_000)
-            try:
-                page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
-                _tab(page, "3 · Train")
-                expect(page.locator("#run-name input")).to_have_value("tiny", timeout=30_000)
-                for name, value in (("batch_size", "4"), ("metrics_every", "0"), ("preview_every", "5")):
-                    _set_number(page, f"#opt-{name}", value)
-                page.get_by_text("All other options").click()
-                for name, value in (("metrics_samples", "2"), ("loader_workers", "0"), ("cpu_threads", "1")):
-                    _set_number(page, f"#opt-{name}", value)
-                page.locator("#start-btn").click()
-                expect(page.locator("#train-action")).to_contain_text("Started the trainer", timeout=30_000)
-                page.locator("#start-btn").click()  # too early: refused while the trainer starts up
-                expect(page.locator("#train-action")).to_contain_text(re.compile("starting up|already training"))
-                assert "pid None" not in page.locator("#train-action").inner_text()  # it was "already training"
-                expect(page.locator("#train-step")).to_contain_text(re.compile(r"Step [1-9]"), timeout=240_000)
-                time.sleep(3 * POLL_SECONDS)  # a few polls after the first step
-                assert "starting" not in page.locator("#train-status").inner_text()
-                assert "starting up" not in page.locator("#train-action").inner_text(), \
-                    page.locator("#train-action").inner_text()
-                expect(page.locator("#train-status")).to_contain_text("running")
-            finally:
-                browser.close()
-    finally:
-        run_dir = root / "models" / "tiny"
-        if read_status(run_dir).is_active:
-            send_command(run_dir, "stop")
-            deadline = time.monotonic() + 120
-            while read_status(run_dir).is_active and time.monotonic() < deadline:
-                time.sleep(0.5)
-        demo.close()
+    run_dir = root / "models" / "tiny"
+    with served_page(demo) as page:
+        try:
+            _tab(page, "3 · Train")
+            expect(page.locator("#run-name input")).to_have_value("tiny", timeout=30_000)
+            for name, value in (("batch_size", "4"), ("metrics_every", "0"), ("preview_every", "5")):
+                _set_number(page, f"#opt-{name}", value)
+            page.get_by_text("All other options").click()
+            for name, value in (("metrics_samples", "2"), ("loader_workers", "0"), ("cpu_threads", "1")):
+                _set_number(page, f"#opt-{name}", value)
+            page.locator("#start-btn").click()
+            expect(page.locator("#train-action")).to_contain_text("Started the trainer", timeout=30_000)
+            page.locator("#start-btn").click()  # too early: refused while the trainer starts up
+            expect(page.locator("#train-action")).to_contain_text(re.compile("starting up|already training"))
+            assert "pid None" not in page.locator("#train-action").inner_text()  # it was "already training"
+            expect(page.locator("#train-step")).to_contain_text(re.compile(r"Step [1-9]"), timeout=240_000)
+            time.sleep(3 * POLL_SECONDS)  # a few polls after the first step
+            assert "starting" not in page.locator("#train-status").inner_text()
+            assert "starting up" not in page.locator("#train-action").inner_text(), \
+                page.locator("#train-action").inner_text()
+            expect(page.locator("#train-status")).to_contain_text("running")
+        finally:
+            if read_status(run_dir).is_active:
+                send_command(run_dir, "stop")
+                deadline = time.monotonic() + 120
+                while read_status(run_dir).is_active and time.monotonic() < deadline:
+                    time.sleep(0.5)
