@@ -231,8 +231,7 @@ def profile_split(trainer, steps: int) -> dict[str, float]:
     conv_bwd = sum(e.self_cpu_time_total for e in events if "convolution_backward" in e.key
                    or e.key.startswith("aten::_slow_conv2d_backward"))
     conv_fwd = sum(e.self_cpu_time_total for e in events if e.key in (
-        "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::cudnn_convolution", "aten::_convolution")
-        and "backward" not in e.key)
+        "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::cudnn_convolution", "aten::_convolution"))
     optimizer = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step"))
     batch = sum(e.cpu_time_total for e in events if e.key == "workbench::batch")
     ms = {"conv backward": conv_bwd, "conv forward": conv_fwd, "optimizer": optimizer, "batch": batch}
