@@ -227,7 +227,7 @@ def test_segmentation_mask_modes_need_a_segmenter(clip, model, settings):
         merge.merge_face(frames[0], lms[0], model, s)
     disc = np.zeros((64, 64), np.float32)
     cv2.circle(disc, (32, 32), 20, 1.0, -1)
-    out, mask = merge.merge_face(frames[0], lms[0], model, s, segment=lambda face: disc)
+    out, mask = merge.merge_face(frames[0], lms[0], model, s, segment=lambda face, landmarks: disc)
     assert 0 < (mask > 0).sum() < (mask.size // 2)
 
 

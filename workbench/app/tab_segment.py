@@ -217,13 +217,16 @@ def _prediction_note(model: Any) -> str:
     return "no XSeg model yet (train one below)" if model is None else f"XSeg prediction of step {model.step} in magenta"
 
 
-def _prediction(ctx: AppContext, project: Any, path: Path, image: np.ndarray) -> tuple[np.ndarray | None, str]:
+def _prediction(ctx: AppContext, project: Any, path: Path, image: np.ndarray,
+                meta: FaceMeta) -> tuple[np.ndarray | None, str]:
     from ..segment.predict import predict_masks
 
     model, stamp = _xseg_model(ctx, project)
     if model is None:
         return None, _prediction_note(None)
-    mask = ctx.predictions(("xseg-pred", str(path), stamp), lambda: [predict_masks(model, image[None])[0]])[0]
+    lms = np.asarray(meta.landmarks, np.float32)[None] * (image.shape[0] / float(meta.size))
+    mask = ctx.predictions(("xseg-pred", str(path), stamp),
+                           lambda: [predict_masks(model, image[None], landmarks=lms)[0]])[0]
     return mask, _prediction_note(model)
 
 
@@ -249,7 +252,7 @@ def _view(ctx: AppContext, root: str, side: str, names: list[str], index: int, s
     state["index"] = index
     path = _face_path(project, side, names[index])
     image, meta = load_aligned_face(path)
-    pred, pred_note = _prediction(ctx, project, path, image) if show_prediction else (None, "")
+    pred, pred_note = _prediction(ctx, project, path, image, meta) if show_prediction else (None, "")
     return {"seg_view": render_face(image, meta, pred, outlines=False), "seg_state": state,
             "seg_polys": polygons_payload(meta.seg_polys, meta.size), "seg_info": _info(meta, path, index, len(names), pred_note, note)}
 

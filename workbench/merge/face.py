@@ -60,8 +60,9 @@ Predictor = Callable[[np.ndarray], Prediction]
 ``predict_batch(faces: (N,res,res,3)) -> (swapped (N,res,res,3), masks (N,res,res), dst_masks (N,res,res))``,
 which :func:`merge_project` uses to run the model on several faces at once."""
 
-Segmenter = Callable[[np.ndarray], np.ndarray]
-"""``segment(face RGB (S,S,3)) -> mask (h,w)`` in [0, 1] (any size; resized to the face): an XSeg-like model."""
+Segmenter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``segment(face RGB (S,S,3), landmarks (68,2) in face pixels) -> mask (h,w)`` in [0, 1] (any size; resized to
+the face): an XSeg-like model (:class:`workbench.segment.predict.XSegModel` reads the landmarks' hull)."""
 
 Enhancer = Callable[[np.ndarray], np.ndarray]
 """``enhance(face RGB (res,res,3)) -> (4res,4res,3)``: a x4 face super-resolution model (DFL's FaceEnhancer)."""
@@ -225,7 +226,8 @@ def _working_mask(settings: MergeSettings, size: int, prd: np.ndarray, prd_mask:
 
     def seg(img: np.ndarray) -> np.ndarray:
         assert segment is not None
-        m = np.asarray(segment(img), dtype=np.float32)
+        # the swapped face is aligned like the destination face: one set of landmarks serves both
+        m = np.asarray(segment(img, np.asarray(face_landmarks, np.float32) * (img.shape[0] / size)), dtype=np.float32)
         if m.ndim == 3:
             m = m[..., 0]
         if m.shape != (size, size):

@@ -10,7 +10,8 @@ A bank holds every face of the given folders at the model resolution as uint8 (i
   with zero labels learns "the visible face", not "the hull".
 
 Augmentation (:func:`make_batch`) runs batched in torch on the training device: the face trainer's affine +
-flip and optionally its elastic random warp (``workbench.augment``; the target gets the identical geometry),
+flip and optionally its elastic random warp (``workbench.augment``; the target and the landmark hull, the
+model's fourth input, get the identical geometry),
 HSV jitter, brightness/contrast, blur and noise.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -35,7 +37,9 @@ class SegBank:
     """Faces for XSeg training, kept in RAM as uint8 at the model resolution."""
 
     images: torch.Tensor  # (N, 3, R, R) uint8
-    targets: torch.Tensor  # (N, 1, R, R) uint8 (0/255)
+    targets: torch.Tensor  # (N, 1, R, R) uint8 (0..255, soft edges)
+    hulls: torch.Tensor  # (N, 1, R, R) uint8 (0..255, soft edges): the landmark hull, the model's fourth input
+    landmarks: np.ndarray  # (N, 68, 2) float32 in model pixels (R): for the jittered hulls of make_batch
     labelled: np.ndarray  # (N,) bool: the target comes from polygons
     paths: tuple[Path, ...]
     broken: tuple[tuple[Path, str], ...] = ()
@@ -51,17 +55,33 @@ class SegBank:
         return {"faces": len(self), "labelled": self.n_labelled, "broken": len(self.broken)}
 
 
-def face_target(image_size: int, meta, resolution: int) -> tuple[np.ndarray, bool]:
-    """The training target of one face at ``resolution``: its polygons if labelled, else the hull mask."""
+def soft_hull(landmarks: np.ndarray, image_size: int, resolution: int, supersample: int = 4) -> np.ndarray:
+    """The landmark hull (R, R) float32 at ``resolution`` with sub-pixel edges (landmarks in ``image_size`` pixels).
+
+    Drawn at ``supersample`` times the resolution and area-averaged down: a hard 64 px hull scaled up to a
+    256 px face misses the 256 px hull by IoU 0.05 along the outline; the soft one by 0.005.
+    """
     from ..masks import hull_mask
 
+    big = resolution * supersample
+    mask = hull_mask((big, big), np.asarray(landmarks, np.float32) * (big / float(image_size)))
+    return cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def landmark_hull(meta, resolution: int) -> np.ndarray:
+    """The face's soft landmark hull (R, R) float32 at ``resolution`` (see :func:`soft_hull`)."""
+    return soft_hull(meta.landmarks, meta.size, resolution)
+
+
+def face_target(image_size: int, meta, resolution: int) -> tuple[np.ndarray, bool]:
+    """The training target of one face at ``resolution`` with soft (area-averaged) edges: its polygons if
+    labelled, else the hull mask."""
     if has_labels(meta.seg_polys):
         mask = rasterize_polygons(meta.seg_polys, (image_size, image_size))
         if image_size != resolution:
             mask = cv2.resize(mask, (resolution, resolution), interpolation=cv2.INTER_AREA)
-        return (mask >= 0.5).astype(np.float32), True
-    lm = np.asarray(meta.landmarks, np.float32) * (resolution / float(image_size))
-    return hull_mask((resolution, resolution), lm), False
+        return np.clip(mask, 0, 1).astype(np.float32), True
+    return landmark_hull(meta, resolution), False
 
 
 def resize_face(image: np.ndarray, resolution: int) -> np.ndarray:
@@ -78,7 +98,13 @@ def _load_one(path: Path, resolution: int):
     image, meta = load_aligned_face(path)
     target, labelled = face_target(image.shape[0], meta, resolution)
     img8 = np.clip(np.rint(resize_face(image, resolution) * 255.0), 0, 255).astype(np.uint8)
-    return img8.transpose(2, 0, 1), (target[None] >= 0.5).astype(np.uint8) * 255, labelled
+    lm = np.asarray(meta.landmarks, np.float32) * (resolution / float(meta.size))
+    return (img8.transpose(2, 0, 1), _to_uint8(target[None]), labelled, _to_uint8(landmark_hull(meta, resolution)[None]),
+            lm)
+
+
+def _to_uint8(mask: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(mask * 255.0), 0, 255).astype(np.uint8)
 
 
 def load_seg_bank(folders: Sequence[str | Path], resolution: int, *, workers: int = 2,
@@ -97,7 +123,7 @@ def load_seg_bank(folders: Sequence[str | Path], resolution: int, *, workers: in
         broken += list(scan.broken)
 
     results = load_each(records, lambda record: _load_one(record.path, resolution), workers)
-    images, targets, labelled, paths = [], [], [], []
+    images, targets, labelled, hulls, lms, paths = [], [], [], [], [], []
     for record, result in zip(records, results):
         if isinstance(result, Exception):
             broken.append((record.path, str(result)))
@@ -105,13 +131,16 @@ def load_seg_bank(folders: Sequence[str | Path], resolution: int, *, workers: in
         images.append(result[0])
         targets.append(result[1])
         labelled.append(result[2])
+        hulls.append(result[3])
+        lms.append(result[4])
         paths.append(record.path)
     if len(images) < min_faces:
         where = ", ".join(str(f) for f in folders) or "(no folders)"
         raise TrainingError(f"XSeg needs at least {min_faces} aligned faces, found {len(images)} in {where}",
                             Path(folders[0]) if folders else None, "extract faces first (workbench extract PROJECT)")
     return SegBank(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets)),
-                   np.asarray(labelled, bool), tuple(paths), tuple(broken))
+                   torch.from_numpy(np.stack(hulls)), np.stack(lms).astype(np.float32), np.asarray(labelled, bool),
+                   tuple(paths), tuple(broken))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -241,13 +270,34 @@ def photometric(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
+class SegBatch(NamedTuple):
+    """One XSeg batch on the training device, float in [0, 1]."""
+
+    images: torch.Tensor  # (B, 3, R, R)
+    hulls: torch.Tensor  # (B, 1, R, R) landmark hulls, warped with the images
+    targets: torch.Tensor  # (B, 1, R, R) (soft edges; occluded pixels 0)
+
+
+def jitter_landmarks(landmarks: np.ndarray, size: int, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """(68, 2) landmarks moved the way a detector misplaces them on an occluded face: a random similarity
+    (shift ``amount * size``, scale and rotation ``amount``, standard deviations) plus per-point noise of half
+    that shift."""
+    centre = landmarks.mean(0)
+    angle, scale = rng.normal(0, amount), 1 + rng.normal(0, amount)
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
+    moved = (landmarks - centre) @ rot.T + centre + rng.normal(0, amount * size, 2)
+    return (moved + rng.normal(0, 0.5 * amount * size, landmarks.shape)).astype(np.float32)
+
+
 def make_batch(bank: SegBank, indices: np.ndarray, device: torch.device, g: torch.Generator,
                rng: np.random.Generator, *, occluder_probability: float = 0.8,
-               augment: bool = True, random_warp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training batch on ``device``: (images (B,3,R,R), targets (B,1,R,R)) float in [0, 1].
+               augment: bool = True, random_warp: bool = True, hull_jitter: float = 0.0) -> SegBatch:
+    """One training batch on ``device``.
 
     Unlabelled (hull) faces get an occluder with ``occluder_probability``; labelled faces keep their
-    drawn masks. With ``augment``: affine/flip (and with ``random_warp`` the elastic warp) for both,
+    drawn masks. With ``hull_jitter`` > 0 half the faces get a hull input drawn from moved landmarks
+    (:func:`jitter_landmarks`; the target stays), so the net learns to correct a misplaced hull from the
+    pixels. With ``augment``: affine/flip (and with ``random_warp`` the elastic warp) for all three,
     photometric jitter for the image.
     """
     from ..augment import AugmentOptions, apply_warp, sample_warp_params
@@ -255,6 +305,13 @@ def make_batch(bank: SegBank, indices: np.ndarray, device: torch.device, g: torc
     idx = torch.as_tensor(indices, dtype=torch.long)
     images = bank.images.index_select(0, idx).to(device).float().div_(255.0)
     targets = bank.targets.index_select(0, idx).to(device).float().div_(255.0)
+    hulls = bank.hulls.index_select(0, idx).to(device).float().div_(255.0)
+    if hull_jitter > 0:
+        r = hulls.shape[-1]
+        for row, i in enumerate(indices):
+            if rng.random() < 0.5:
+                moved = jitter_landmarks(bank.landmarks[i], r, hull_jitter, rng)
+                hulls[row, 0] = torch.from_numpy(soft_hull(moved, r, r)).to(device)
     unlabelled = torch.as_tensor(~bank.labelled[indices], device=device)
     occlude = unlabelled & (torch.rand(len(indices), generator=g, device=g.device).to(device) < occluder_probability)
     if bool(occlude.any()):
@@ -263,6 +320,8 @@ def make_batch(bank: SegBank, indices: np.ndarray, device: torch.device, g: torc
         params = sample_warp_params(len(indices), images.shape[-1], AugmentOptions(random_warp=random_warp), g,
                                     device=device)
         images = apply_warp(images, params, border="replicate", mode="bilinear").clamp(0, 1)
-        targets = apply_warp(targets, params, border="zeros", mode="bilinear")
+        # the hull and the target in one call: the identical geometry
+        both = apply_warp(torch.cat([hulls, targets], 1), params, border="zeros", mode="bilinear")
+        hulls, targets = both[:, :1], both[:, 1:]
         images = photometric(images, g)
-    return images, (targets >= 0.5).float()
+    return SegBatch(images, hulls, targets)

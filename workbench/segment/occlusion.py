@@ -25,6 +25,7 @@ class OccluderSet:
     images: np.ndarray  # (N, S, S, 3) float32 faces with occluders
     truth: np.ndarray  # (N, S, S) float32 visible face (hull minus occluder)
     hull: np.ndarray  # (N, S, S) float32 hull mask
+    landmarks: np.ndarray  # (N, 68, 2) float32 in image pixels (of the clean face, as stored in its file)
     coverage: np.ndarray  # (N,) occluded fraction of the hull
     paths: tuple[Path, ...]
 
@@ -84,7 +85,7 @@ def make_occluder_set(folders: Sequence[str | Path], texture_paths: Sequence[str
         raise ValueError(f"no aligned faces in {list(folders)}")
     size = load_aligned_face(records[0].path)[0].shape[0]
     textures = _load_textures(texture_paths, size)
-    images, truth, hulls, covs, paths = [], [], [], [], []
+    images, truth, hulls, lms, covs, paths = [], [], [], [], [], []
     for i, record in enumerate(records):
         rng = np.random.default_rng([seed, i])
         image, meta = load_aligned_face(record.path)
@@ -100,10 +101,35 @@ def make_occluder_set(folders: Sequence[str | Path], texture_paths: Sequence[str
         images.append((image * (1 - soft) + patch * soft).astype(np.float32))
         truth.append(hull * (alpha < 0.5))
         hulls.append(hull)
+        lms.append(lm)
         covs.append(float(((alpha > 0.5) & (hull > 0.5)).sum()) / max(float((hull > 0.5).sum()), 1.0))
         paths.append(record.path)
     return OccluderSet(np.stack(images), np.stack(truth).astype(np.float32), np.stack(hulls).astype(np.float32),
-                       np.asarray(covs, np.float32), tuple(paths))
+                       np.stack(lms).astype(np.float32), np.asarray(covs, np.float32), tuple(paths))
+
+
+def redetect_landmarks(images: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, int]:
+    """68 landmarks found again on the *occluded* faces, as extraction would find them on a real frame.
+
+    dlib's HOG detector looks for the face (the box nearest the clean face's landmark box is taken); where it
+    finds none, the clean landmarks' box stands in, as a tracker would carry it, and dlib's 68-point predictor
+    places the points on the occluded pixels either way. Returns ((N, 68, 2) float32, faces the detector found).
+    """
+    from ..detect.dlib_engines import DlibHogEngine
+    from ..detect.nms import box_iou
+
+    engine = DlibHogEngine()
+    out, found = [], 0
+    for image, lm in zip(images, landmarks):
+        clean = np.array([*lm.min(0), *lm.max(0)], np.float64)
+        boxes = [b for b, _ in engine.detect(image)]
+        ious = np.asarray([box_iou(b, clean) for b in boxes])
+        if len(ious) and ious.max() > 0.3:
+            box, found = tuple(boxes[int(ious.argmax())]), found + 1
+        else:
+            box = tuple(clean)
+        out.append(engine.landmarks(image, box))
+    return np.stack(out).astype(np.float32), found
 
 
 def mask_iou(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -114,13 +140,30 @@ def mask_iou(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
-def evaluate_occlusion(model, data: OccluderSet) -> dict[str, float]:
-    """Mean IoU vs the visible face of ``predict_masks(model, images)`` and of the plain hull."""
-    from .predict import predict_masks
+def evaluate_occlusion(model, data: OccluderSet, *, redetect: bool = True) -> dict[str, float]:
+    """Mean IoU vs the visible face of ``predict_masks(model, images, landmarks=...)`` and of the plain hull.
 
-    pred = predict_masks(model, data.images)
+    With the landmarks stored in the face files (clean faces, as ``apply_masks`` gives them for an occluder
+    that extraction landmarked correctly), and with ``redetect`` also with landmarks found again on the
+    occluded pixels (:func:`redetect_landmarks`, as the merger gets them from a frame with a hand in it):
+    ``xseg_iou_redetected`` and ``hull_iou_redetected``, the hull of those landmarks.
+    """
+    from ..masks import hull_mask
+    from .predict import load_xseg, predict_masks
+
+    if not hasattr(model, "net"):
+        model = load_xseg(model)
+    pred = predict_masks(model, data.images, landmarks=data.landmarks)
     model_iou = mask_iou(pred, data.truth)
     hull_iou = mask_iou(data.hull, data.truth)
-    return {"faces": int(len(data.paths)), "coverage": float(data.coverage.mean()),
-            "xseg_iou": float(model_iou.mean()), "hull_iou": float(hull_iou.mean()),
-            "gain": float(model_iou.mean() - hull_iou.mean())}
+    out = {"faces": int(len(data.paths)), "coverage": float(data.coverage.mean()),
+           "xseg_iou": float(model_iou.mean()), "hull_iou": float(hull_iou.mean()),
+           "gain": float(model_iou.mean() - hull_iou.mean())}
+    if redetect:
+        lms, found = redetect_landmarks(data.images, data.landmarks)
+        size = data.images.shape[1]
+        hulls = np.stack([hull_mask((size, size), lm) for lm in lms])
+        out.update(redetected_found=found,
+                   xseg_iou_redetected=float(mask_iou(predict_masks(model, data.images, landmarks=lms), data.truth).mean()),
+                   hull_iou_redetected=float(mask_iou(hulls, data.truth).mean()))
+    return out

@@ -33,9 +33,16 @@ class XSegModel:
     device: torch.device
     source: Path
 
-    def __call__(self, face: np.ndarray) -> np.ndarray:
-        """Segment one RGB face (S, S, 3) -> (S, S) mask: the merger's ``Segmenter`` interface."""
-        return predict_masks(self, np.asarray(face, np.float32)[None])[0]
+    def __call__(self, face: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """Segment one RGB face (S, S, 3) with its (68, 2) landmarks in face pixels (or None) -> (S, S) mask:
+        the merger's ``Segmenter`` interface."""
+        lms = None if landmarks is None else np.asarray(landmarks, np.float32)[None]
+        return predict_masks(self, np.asarray(face, np.float32)[None], landmarks=lms)[0]
+
+    @property
+    def uses_hull(self) -> bool:
+        """The model reads the landmark hull (a fourth input); without landmarks the mean hull stands in."""
+        return bool(self.net.config.hull_input)
 
 
 def load_xseg(run_dir: str | Path, device: str | torch.device = "cpu") -> XSegModel:
@@ -67,12 +74,24 @@ def project_segmenter(project: Any, run: str = "default", device: str | torch.de
     return load_xseg(run_dir, device)
 
 
-def predict_masks(model: XSegModel | str | Path, images: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+def landmark_hulls(landmarks: np.ndarray, image_size: int, resolution: int) -> np.ndarray:
+    """(N, 68, 2) landmarks in ``image_size`` pixels -> (N, 1, R, R) float32 soft hulls at ``resolution``
+    (as in training, :func:`workbench.segment.data.soft_hull`)."""
+    from .data import soft_hull
+
+    return np.stack([soft_hull(lm, image_size, resolution)[None] for lm in landmarks]).astype(np.float32)
+
+
+def predict_masks(model: XSegModel | str | Path, images: np.ndarray, *, landmarks: np.ndarray | None = None,
+                  batch_size: int = 16) -> np.ndarray:
     """Segment faces: RGB float32 (N, H, W, 3) in [0, 1] -> masks (N, H, W) float32 in [0, 1].
 
     ``model`` is a run folder, a checkpoint file, or an already loaded :class:`XSegModel` (load once when
-    calling repeatedly). Faces are resized to the model resolution (area filter), predicted, resized back
-    (bilinear on the probabilities) and values under 0.1 are zeroed as in DFL.
+    calling repeatedly). ``landmarks`` (N, 68, 2) in image pixels give a hull-input model each face's own
+    outline (an aligned face's ``meta.landmarks`` scaled to the image); without them the model's mean
+    training hull stands in, and models without the hull input ignore them. Faces are resized to the
+    model resolution (area filter), predicted, resized back (bilinear on the probabilities) and values
+    under 0.1 are zeroed as in DFL.
     """
     if not isinstance(model, XSegModel):
         model = load_xseg(model)
@@ -81,6 +100,10 @@ def predict_masks(model: XSegModel | str | Path, images: np.ndarray, *, batch_si
         raise WorkbenchError(f"predict_masks needs RGB images (N, H, W, 3), got shape {images.shape}",
                              hint="stack aligned faces of one size into one array")
     n, h, w, _ = images.shape
+    if landmarks is not None and np.shape(landmarks) != (n, 68, 2):
+        raise WorkbenchError(f"predict_masks needs (N, 68, 2) landmarks for {n} faces, got {np.shape(landmarks)}",
+                             hint="pass each face's landmarks in its own pixels, or landmarks=None")
+    hulls = landmark_hulls(landmarks, h, model.resolution) if landmarks is not None and model.uses_hull else None
     out = np.zeros((n, h, w), np.float32)
     r = model.resolution
     with torch.inference_mode():
@@ -90,7 +113,8 @@ def predict_masks(model: XSegModel | str | Path, images: np.ndarray, *, batch_si
             if (h, w) != (r, r):
                 x = F.interpolate(x, size=(r, r), mode="area" if h >= r and w >= r else "bilinear",
                                   **({} if h >= r and w >= r else {"align_corners": False}))
-            p = torch.sigmoid(model.net(x))
+            hull = None if hulls is None else torch.from_numpy(hulls[i:i + batch_size]).to(model.device)
+            p = torch.sigmoid(model.net(x, hull))
             if (h, w) != (r, r):
                 p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)
             out[i:i + batch_size] = p[:, 0].float().cpu().numpy()
@@ -150,7 +174,9 @@ def apply_masks(model: XSegModel | str | Path, folders: Sequence[str | Path], *,
         for record, image in faces:
             by_size.setdefault(image.shape[:2], []).append((record, image))
         for group in by_size.values():
-            masks = predict_masks(model, np.stack([im for _, im in group]), batch_size=batch_size)
+            size = group[0][1].shape[0]
+            lms = np.stack([np.asarray(r.meta.landmarks, np.float32) * (size / float(r.meta.size)) for r, _ in group])
+            masks = predict_masks(model, np.stack([im for _, im in group]), landmarks=lms, batch_size=batch_size)
             for (record, _), mask in zip(group, masks):
                 try:
                     update_face_meta(record.path, xseg_mask=encode_mask_png(mask))
