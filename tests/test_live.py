@@ -11,6 +11,7 @@ from train_fixtures import faceset_pair, one_torch_thread  # noqa: F401  (fixtur
 from workbench.errors import ConfigError, ExportError
 from workbench.export import draw_synthetic_label, read_provenance
 from workbench.live import LandmarkTracker, LiveOptions, LiveRecorder, LiveSwapper
+from workbench.masks import hull_mask
 from workbench.merge import MergeSettings
 from workbench.train import load_predictor
 
@@ -92,6 +93,34 @@ def test_side_by_side_and_frames_without_a_face(frames, predictor):
         LiveOptions(detect_every=0)
 
 
+def test_xseg_mask_modes_segment_each_tracked_face(frames, predictor):
+    """With an xseg-* mask mode the live view asks the segmenter, with the face's landmarks, and pastes only
+    where it says: a fake XSeg that keeps the upper half of the face (a hand over the mouth) leaves the lower
+    half of the frame's face untouched."""
+    calls = []
+
+    def upper_half(face, landmarks):
+        calls.append((face.shape, np.asarray(landmarks).shape))
+        mask = hull_mask(face.shape[:2], np.asarray(landmarks))  # the face the landmarks outline ...
+        mask[int(np.asarray(landmarks)[33, 1]):] = 0.0  # ... above the nose tip only
+        return mask
+
+    hull = LiveSwapper(predictor, MergeSettings(mask_mode="dst", erode=0, blur=0), LiveOptions(detect_every=6))
+    xseg = LiveSwapper(predictor, MergeSettings(mask_mode="xseg-dst", erode=0, blur=0), LiveOptions(detect_every=6),
+                       segment=upper_half)
+    for i, frame in enumerate(frames[:3]):
+        # one clock for both (the landmark smoothing depends on the time between frames)
+        a, b = hull.process(frame, timestamp=i / 30), xseg.process(frame, timestamp=i / 30)
+        assert a.faces == b.faces == 1
+        assert 0.2 * (a.mask > 0.5).sum() < (b.mask > 0.5).sum() < 0.8 * (a.mask > 0.5).sum()
+        assert ((b.mask > 0.5) & ~(a.mask > 0.1)).sum() == 0  # only inside the hull's face
+        lower = (a.mask > 0.5) & (b.mask == 0)
+        assert lower.sum() > 500 and np.array_equal(b.swapped[lower], frame[lower])  # the "hand" stays
+    assert calls and all(lm == (68, 2) for _, lm in calls)
+    with pytest.raises(ConfigError, match="segmentation"):
+        LiveSwapper(predictor, MergeSettings(mask_mode="xseg-dst")).process(frames[0])
+
+
 def test_recording_only_when_asked_and_exported_with_provenance(frames, predictor, tmp_path):
     swapper = LiveSwapper(predictor)
     recorder = LiveRecorder()
@@ -167,6 +196,8 @@ def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path)
     assert configured["live_key"] == key and f"Model: model file {RUN}.onnx" in configured["live_stats"]
     again = live_frame(ctx, sessions, frames[1], key)
     assert _shown_image(again["live_out"]).shape == (480, 1280, 3)  # side by side, same session
+    untrained = live_configure(ctx, sessions, root, model, False, {**settings, "mask_mode": "xseg-dst"}, key)
+    assert "need a trained XSeg model" in untrained["live_stats"]  # said when chosen, not a failure per frame
     bad = live_configure(ctx, sessions, root, f"{FILE_PREFIX}../../etc/passwd", False, settings, key)
     assert "outside the project" in bad["live_stats"]
     assert "outside the project" in live_frame(ctx, sessions, frames[1], key)["live_out"]

@@ -215,13 +215,16 @@ class LiveSwapper:
         settings: merge settings; ``resolution`` and ``face_type`` are taken from the predictor when it knows them.
         options: :class:`LiveOptions`.
         tracker: a :class:`FaceTracker`; default :class:`LandmarkTracker` with the dlib engine.
+        segment: the merger's segmenter (an XSeg model) for the ``xseg-*`` mask modes; it gets each tracked
+            face's landmarks, so an occluder in front of the face stays in front in the live view too.
     """
 
     def __init__(self, predict: Any, settings: Any = None, options: LiveOptions | None = None,
-                 tracker: FaceTracker | None = None):
+                 tracker: FaceTracker | None = None, segment: Any = None):
         from .merge import MergeConfig, MergeSettings, adapt_to_predictor
 
         self.predict = predict
+        self.segment = segment
         self.options = options or LiveOptions()
         base = settings if settings is not None else MergeSettings()
         self.settings = adapt_to_predictor(MergeConfig(base), predict).default
@@ -268,7 +271,7 @@ class LiveSwapper:
         faces = self._smooth(list(faces), t0 if timestamp is None else timestamp)
         t1 = time.perf_counter()
         if faces:
-            out, mask = merge_frame(rgb, faces, self.predict, self.settings)
+            out, mask = merge_frame(rgb, faces, self.predict, self.settings, segment=self.segment)
             swapped = to_uint8(out)
         else:
             swapped, mask = rgb.copy(), np.zeros(rgb.shape[:2], np.float32)

@@ -147,6 +147,10 @@ def _load_swapper(ctx: AppContext, session: LiveSession) -> None:
         session.key, session.description, session.frames = key, description, 0
     if session.settings is not None:
         session.swapper.set_settings(session.settings)
+        # an xseg-* mask mode: the project's XSeg model (cached per checkpoint; TrainingError when untrained)
+        from .tab_merge import _segmenter
+
+        session.swapper.segment = _segmenter(ctx, project, session.settings.needs_segmenter)
 
 
 def live_configure(ctx: AppContext, sessions: LiveSessions, root: str | None, model: str | None,
