@@ -116,6 +116,11 @@ def test_resized_file_rescales_geometry(tmp_path, rng):
     _, meta2 = load_aligned_face(tmp_path / "big.jpg")
     assert meta2.size == 128
     assert np.allclose(meta2.landmarks, np.round(meta.landmarks, 3) * 2, atol=1e-2)
+    # the landmarks in the pixels of any other drawing size of the face (a model's input, a 512 px view)
+    for size in (32, 256):
+        at = meta.landmarks_at(size)
+        assert at.dtype == np.float32 and np.allclose(at, meta.landmarks * size / 64)
+    assert np.allclose(meta2.landmarks_at(64), meta.landmarks, atol=1e-2)
 
 
 def test_move_to_trash_never_overwrites(tmp_path, rng):

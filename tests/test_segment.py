@@ -241,7 +241,7 @@ def test_predict_masks_shapes_and_ranges(tiny_run, faceset_pair):  # noqa: F811
         predict_masks(model, images[..., 0])
     # each face's own landmarks move the mask with the face; without them the mean training hull stands in
     metas = [read_face_meta(p) for p in sorted(faceset_pair[1].glob("*.png"))[:3]]
-    lms = np.stack([np.asarray(m.landmarks, np.float32) * (images.shape[1] / m.size) for m in metas])
+    lms = np.stack([m.landmarks_at(images.shape[1]) for m in metas])
     shifted = lms + np.float32([6, 0])
     with_lm, moved = (predict_masks(model, images, landmarks=x) for x in (lms, shifted))
     assert np.allclose(model(images[0], lms[0]), with_lm[0], atol=1e-5)

@@ -65,6 +65,10 @@ class FaceMeta:
     xseg_mask: bytes | None = field(default=None, compare=False, repr=False)
     schema_version: int = SCHEMA_VERSION
 
+    def landmarks_at(self, size: float) -> np.ndarray:
+        """The (68, 2) landmarks in the pixels of this face drawn ``size`` pixels wide, float32."""
+        return np.asarray(self.landmarks, np.float32) * (size / float(self.size))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version,

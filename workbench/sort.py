@@ -93,7 +93,7 @@ def mask_disagreement(image: np.ndarray, meta: FaceMeta) -> float:
 
     h, w = image.shape[:2]
     xseg = decode_mask_png(meta.xseg_mask, (h, w)) >= 0.5
-    hull = hull_mask((h, w), np.asarray(meta.landmarks) * (h / float(meta.size))) >= 0.5
+    hull = hull_mask((h, w), meta.landmarks_at(h)) >= 0.5
     union = float((xseg | hull).sum())
     return 1.0 - float((xseg & hull).sum()) / union if union else 0.0
 

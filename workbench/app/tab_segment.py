@@ -224,7 +224,7 @@ def _prediction(ctx: AppContext, project: Any, path: Path, image: np.ndarray,
     model, stamp = _xseg_model(ctx, project)
     if model is None:
         return None, _prediction_note(None)
-    lms = np.asarray(meta.landmarks, np.float32)[None] * (image.shape[0] / float(meta.size))
+    lms = meta.landmarks_at(image.shape[0])[None]
     mask = ctx.predictions(("xseg-pred", str(path), stamp),
                            lambda: [predict_masks(model, image[None], landmarks=lms)[0]])[0]
     return mask, _prediction_note(model)

@@ -98,9 +98,8 @@ def _load_one(path: Path, resolution: int):
     image, meta = load_aligned_face(path)
     target, labelled = face_target(image.shape[0], meta, resolution)
     img8 = np.clip(np.rint(resize_face(image, resolution) * 255.0), 0, 255).astype(np.uint8)
-    lm = np.asarray(meta.landmarks, np.float32) * (resolution / float(meta.size))
     return (img8.transpose(2, 0, 1), _to_uint8(target[None]), labelled, _to_uint8(landmark_hull(meta, resolution)[None]),
-            lm)
+            meta.landmarks_at(resolution))
 
 
 def _to_uint8(mask: np.ndarray) -> np.ndarray:

@@ -91,7 +91,7 @@ def make_occluder_set(folders: Sequence[str | Path], texture_paths: Sequence[str
         image, meta = load_aligned_face(record.path)
         if image.shape[0] != size:
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        lm = np.asarray(meta.landmarks, np.float32) * (size / float(meta.size))
+        lm = meta.landmarks_at(size)
         hull = hull_mask((size, size), lm)
         alpha = _occluder(size, hull, rng, *coverage)
         tex = textures[int(rng.integers(len(textures)))]

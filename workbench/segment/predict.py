@@ -129,8 +129,7 @@ def face_mask(image_shape: tuple[int, ...], meta: Any, *, prefer: str = "xseg") 
     h, w = int(image_shape[0]), int(image_shape[1])
     if prefer == "xseg" and getattr(meta, "xseg_mask", None):
         return decode_mask_png(meta.xseg_mask, (h, w))
-    lm = np.asarray(meta.landmarks, np.float32) * (h / float(meta.size))
-    return hull_mask((h, w), lm)
+    return hull_mask((h, w), meta.landmarks_at(h))
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ def apply_masks(model: XSegModel | str | Path, folders: Sequence[str | Path], *,
             by_size.setdefault(image.shape[:2], []).append((record, image))
         for group in by_size.values():
             size = group[0][1].shape[0]
-            lms = np.stack([np.asarray(r.meta.landmarks, np.float32) * (size / float(r.meta.size)) for r, _ in group])
+            lms = np.stack([r.meta.landmarks_at(size) for r, _ in group])
             masks = predict_masks(model, np.stack([im for _, im in group]), landmarks=lms, batch_size=batch_size)
             for (record, _), mask in zip(group, masks):
                 try:
