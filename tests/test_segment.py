@@ -224,6 +224,26 @@ def test_the_checkpoint_serves_the_weight_average_and_resumes_both(tiny_run):
         assert torch.equal(served[name], value)
 
 
+def test_a_run_of_the_image_only_net_resumes_as_one(tmp_path, faceset_pair):  # noqa: F811
+    """A run folder trained before the hull input (or with it off) keeps its architecture when training
+    resumes with today's default options, and predicts without landmarks."""
+    from workbench.segment.predict import load_xseg
+    from workbench.segment.trainer import XSegOptions, XSegTrainer, load_xseg_checkpoint, train_xseg
+    from workbench.train.runs import checkpoint_path
+
+    run = tmp_path / "old"
+    (run / "checkpoints").mkdir(parents=True)
+    old = XSegTrainer(XSegOptions(**{**TINY, "hull_input": False, "prior": True}), [faceset_pair[0]], run_dir=run)
+    old.train_step()
+    old.save()
+    result = train_xseg(run, XSegOptions(**TINY), folders=[faceset_pair[0]], steps=2)
+    assert result.step == 3
+    config = load_xseg_checkpoint(checkpoint_path(run))["model_config"]
+    assert config["hull_input"] is False and config["prior"] is True
+    model = load_xseg(run)
+    assert not model.uses_hull and model.net.enc[0][0].conv.in_channels == 3
+
+
 def test_predict_masks_shapes_and_ranges(tiny_run, faceset_pair):  # noqa: F811
     from workbench.segment import load_xseg, predict_masks
 
