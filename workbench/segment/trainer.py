@@ -67,7 +67,7 @@ class XSegOptions:
     prior: bool = False
     # the face's landmark hull as a fourth input channel (see workbench.models.xseg). 15-minute zero-label
     # bootstraps on an idle 2-core CPU, scored on 90 faces of two unseen videos (README, XSeg): occluder IoU
-    # 0.91 with it, against 0.78 for the plain hull and 0.76 for the image-only net with the outline prior
+    # 0.91 with it, against 0.78 for the plain hull and 0.83 for the image-only net with the outline prior
     hull_input: bool = True
     # with the hull input: half the training hulls come from randomly moved landmarks (std of the shift as a
     # fraction of the face; scale and rotation alike), so a hull misplaced by a hand in front of the face is
