@@ -119,3 +119,47 @@ def test_side_by_side_against_standin_dfl(tmp_path):
         assert meta["face_type"] == "full_face" and np.asarray(meta["landmarks"]).shape == (68, 2)
         assert meta["source_rect"] == [0, 0, 32, 32]
         assert not _alive(seen["worker_pid"])  # the side's worker processes do not outlive the benchmark
+
+
+def test_gpu_sweep_is_liae_ud_256_at_batch_8_to_32_and_mfu_uses_the_dense_peak():
+    assert [c.options["batch_size"] for c in bench_train.GPU_SWEEP] == [8, 16, 32]
+    for config in bench_train.GPU_SWEEP:
+        opts = preset(config.preset, **config.options)
+        assert (opts.archi, opts.resolution, opts.ae_dims, opts.e_dims, opts.d_dims, opts.d_mask_dims) == (
+            "liae-ud", 256, 256, 64, 64, 22)
+        assert bench_train._config(bench_train.ALL_CONFIGS.index(config), False) is config  # --_serve finds it
+    peak = bench_train.dense_peak_tflops
+    assert peak("NVIDIA H200", "bf16") == pytest.approx(989.4)
+    assert peak("NVIDIA A100-SXM4-80GB", "bf16") == 312.0  # not the A10's figure
+    assert peak("NVIDIA A10", "fp16") == 125.0
+    assert peak("Tesla T4", "fp16") == 65.0 and peak("Tesla T4", "bf16") is None  # no bf16 tensor cores
+    assert peak("Some Future GPU", "bf16") is None
+
+
+def test_table_shows_mfu_and_compile_on_cuda(capsys):
+    fast = {**_row([]), "device": "cuda:0", "precision": "bf16", "gflops": 445_000.0, "compile": True, "mfu": 0.45}
+    unknown = {**_row([]), "device": "cuda:0", "precision": "fp16", "mfu": None}
+    bench_train.print_table([fast, unknown], "machine: test")
+    out = capsys.readouterr().out
+    assert "MFU" in out and "TFLOP/s" in out and ">= 40 %" in out
+    lines = [line for line in out.splitlines() if line.startswith("cfg")]
+    assert "cfg +compile" in lines[0] and lines[0].rstrip().endswith("45.0%") and " 445.0 " in lines[0]
+    assert lines[1].rstrip().endswith("-") and "+compile" not in lines[1]
+    bench_train.print_table([_row([])], "machine: test")
+    assert "MFU" not in capsys.readouterr().out  # CPU rows: no chip peak, no column
+
+
+@pytest.mark.slow
+def test_compiled_side_runs_and_counts_the_same_work(tmp_path):
+    """--compile y trains through torch.compile and still counts the FLOPs (on the eager module)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.bench", "train", "--smoke", "--steps", "1", "--rounds", "1", "--warmup", "1",
+         "--threads", "1", "--precision", "fp32", "--compile", "n,y", "--profile-steps", "0", "--json"],
+        capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["compile"] for r in rows] == [False, True]
+    eager, compiled = (r["gflops"] * r["s_per_it"] for r in rows)  # GFLOP per step
+    assert eager > 0 and compiled == pytest.approx(eager, rel=1e-6)
+    assert all(r["mfu"] is None for r in rows)  # CPU: no MFU

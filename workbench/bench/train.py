@@ -79,9 +79,31 @@ SMOKE = BenchConfig("smoke (df 32, 32/16/16/8, bs 2)", "saehd",
                                   d_mask_dims=8, batch_size=2))
 TARGET_RATIO = 0.5
 
+# --sweep gpu: the GPU measurement the speed issue asks for (liae-ud 256 at batch 8-32; run with --compile n,y and
+# the default bf16,fp16), each row with its MFU against the chip's dense peak below
+GPU_SWEEP = tuple(_saehd(f"SAEHD liae-ud 256 (256/64/64/22, bs {b})", "liae-ud", 256, b) for b in (8, 16, 32))
+ALL_CONFIGS = CONFIGS + GPU_SWEEP
+# Dense (no sparsity) tensor-core peak in TFLOP/s per precision, from the vendors' data sheets (SXM parts where
+# there are two forms); a GPU not listed gets no MFU column rather than a guess.
+DENSE_PEAK_TFLOPS = {
+    "H200": {"bf16": 989.4, "fp16": 989.4}, "H100": {"bf16": 989.4, "fp16": 989.4},
+    "A100": {"bf16": 312.0, "fp16": 312.0}, "L40S": {"bf16": 362.1, "fp16": 362.1},
+    "L4": {"bf16": 121.0, "fp16": 121.0}, "A10": {"bf16": 125.0, "fp16": 125.0},
+    "RTX 4090": {"bf16": 165.2, "fp16": 165.2}, "T4": {"fp16": 65.0}, "V100": {"fp16": 125.0},
+}
+
+
+def dense_peak_tflops(gpu_name: str, precision: str) -> float | None:
+    """The chip's dense tensor peak for ``precision`` (bf16/fp16), or None when the GPU or precision is not listed."""
+    name = gpu_name.upper()
+    for key in sorted(DENSE_PEAK_TFLOPS, key=len, reverse=True):  # "A100" before "A10"
+        if key.upper() in name:
+            return DENSE_PEAK_TFLOPS[key].get(precision)
+    return None
+
 
 def _config(index: int, smoke: bool) -> BenchConfig:
-    return SMOKE if smoke else CONFIGS[index]
+    return SMOKE if smoke else ALL_CONFIGS[index]
 
 
 def _mean_face(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -171,14 +193,19 @@ def serve_ours(config: BenchConfig, threads: int, overrides: dict) -> int:
         device = trainer.device
         trainer.train_step()  # first step: lazy allocations, kernel selection
         flops = 0.0
+        compiled = trainer.train_forward
         try:
             from torch.utils.flop_counter import FlopCounterMode
 
+            # the work is counted on the eager module: compiling changes the kernels, not the FLOPs
+            trainer.train_forward = getattr(compiled, "_orig_mod", compiled)
             with FlopCounterMode(display=False) as counter:
                 trainer.train_step()
             flops = float(counter.get_total_flops())
         except Exception:  # noqa: BLE001 - FLOP counting is informative only
             pass
+        finally:
+            trainer.train_forward = compiled
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         _say({"event": "ready", "name": "workbench", "device": str(device), "precision": opts.precision,
@@ -315,12 +342,14 @@ def check_dfl_checkout(path: Path) -> Path:
 
 def compare(config: BenchConfig, *, steps: int, rounds: int, warmup: int, threads: int, device: str,
             precision: str, channels_last: bool, dfl: Path | None, dfl_python: str | None,
-            onednn: tuple[str, ...], workdir: Path, profile_steps: int = 0) -> dict:
+            onednn: tuple[str, ...], workdir: Path, profile_steps: int = 0, compile_model: bool = False,
+            gpu_name: str = "") -> dict:
     """Time our trainer (and DFL's, one per oneDNN setting) alternately on ``config``; returns one table row."""
-    index = CONFIGS.index(config) if config in CONFIGS else -1
+    index = ALL_CONFIGS.index(config) if config in ALL_CONFIGS else -1
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     ours_argv = [sys.executable, "-m", "workbench.bench", "train", "--_serve", str(index), "--threads", str(threads),
-                 "--device", device, "--precision", precision, "--channels-last", "y" if channels_last else "n"]
+                 "--device", device, "--precision", precision, "--channels-last", "y" if channels_last else "n",
+                 "--compile", "y" if compile_model else "n"]
     if index < 0:
         ours_argv.append("--smoke")
     sides = [TimedProcess("workbench", ours_argv, env, workdir / "workbench.log")]
@@ -347,9 +376,12 @@ def compare(config: BenchConfig, *, steps: int, rounds: int, warmup: int, thread
         for side in sides:
             side.close()
     ours = sides[0].summary()
+    gflops = sides[0].ready.get("gflop_per_step", 0.0) / ours["s_per_it"]
+    on_cuda = sides[0].ready.get("device", "cpu").startswith("cuda")
+    peak = dense_peak_tflops(gpu_name, precision) if on_cuda and gpu_name else None
     row = {"name": config.name, "device": sides[0].ready.get("device", "cpu"), "precision": precision,
-           "threads": threads, **ours, "it_per_s": 1.0 / ours["s_per_it"],
-           "gflops": sides[0].ready.get("gflop_per_step", 0.0) / ours["s_per_it"], "dfl": [], "split": split}
+           "threads": threads, **ours, "it_per_s": 1.0 / ours["s_per_it"], "gflops": gflops, "dfl": [], "split": split,
+           "compile": compile_model, "mfu": gflops / 1000.0 / peak if peak else None}
     for side, setting in zip(sides[1:], onednn):
         theirs = side.summary()
         row["dfl"].append({"onednn": setting, "s_per_it": theirs["s_per_it"], "cpu_s_per_it": theirs["cpu_s_per_it"],
@@ -367,14 +399,20 @@ def print_table(rows: list[dict], machine: str) -> None:
     with_dfl = any(r["dfl"] for r in rows)
     head = (f"{'configuration':42s} {'prec':>4s} {'it/s':>6s} {'s/it (min-max)':>20s} {'cpu s/it':>8s} "
             f"{'peak MB':>8s} {flop_head:>8s} {'data %':>6s}")
+    with_mfu = any(r.get("mfu") for r in rows)
+    if with_mfu:
+        head += f" {'MFU':>6s}"
     if with_dfl:
         head += f" {'DFL oneDNN':>10s} {'DFL s/it':>8s} {'ours/DFL':>8s}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        line = (f"{r['name']:42s} {r['precision']:>4s} {r['it_per_s']:6.2f} "
+        name = r["name"] + (" +compile" if r.get("compile") else "")
+        line = (f"{name:42s} {r['precision']:>4s} {r['it_per_s']:6.2f} "
                 f"{r['s_per_it']:6.3f} ({r['s_per_it_min']:.3f}-{r['s_per_it_max']:.3f}) {r['cpu_s_per_it']:8.3f} "
                 f"{r['peak_mb']:8.0f} {r['gflops'] / (1000 if cuda else 1):8.1f} {100 * r['data_share']:5.1f}%")
+        if with_mfu:
+            line += f" {100 * r['mfu']:5.1f}%" if r.get("mfu") else f" {'-':>6s}"
         if not r["dfl"]:
             print(line)
         for i, d in enumerate(r["dfl"]):
@@ -386,6 +424,9 @@ def print_table(rows: list[dict], machine: str) -> None:
     else:
         print("our figures only: give --dfl PATH --dfl-python PY to time DeepFaceLab side by side on this machine.")
     print("data % = share of the step spent drawing + augmenting the batch (the time a GPU would wait for data).")
+    if with_mfu:
+        print("MFU = counted matmul/conv TFLOP/s over the chip's dense tensor peak for that precision "
+              "(bench.train.DENSE_PEAK_TFLOPS; the issue's target: >= 40 % of the bf16 peak).")
     split_rows = [r for r in rows if r.get("split")]
     if split_rows:
         print()
@@ -404,12 +445,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side first (default 2)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all usable cores)")
-    parser.add_argument("--only", type=int, default=None, help="run only configuration N (0-based)")
+    parser.add_argument("--only", type=int, default=None,
+                        help="run only configuration N (0-3: the DFL reference configurations, 4-6: the GPU sweep)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", default="auto",
                         help="comma-separated precisions to time: fp32, bf16, fp16, or auto (default: fp32, plus "
                              "bf16 where the device computes it natively)")
     parser.add_argument("--channels-last", default="n", choices=("y", "n"))
+    parser.add_argument("--compile", default=None,
+                        help="comma-separated y/n: time with and/or without torch.compile (default n; n,y with --sweep)")
+    parser.add_argument("--sweep", choices=("gpu",), default=None,
+                        help="gpu: liae-ud 256 at batch 8, 16 and 32 in bf16 and fp16, with and without compile, "
+                             "each with its MFU (for a CUDA machine)")
     parser.add_argument("--dfl", type=Path, default=None, help="a DeepFaceLab checkout to time side by side")
     parser.add_argument("--dfl-python", default=None,
                         help="the Python that runs DFL (its own venv: Python 3.11, tensorflow-cpu 2.13, numpy<1.24)")
@@ -424,11 +471,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     threads = args.threads or describe_machine(cuda=False).cores
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    compiles = [c.strip() == "y" for c in (args.compile or ("n,y" if args.sweep else "n")).split(",") if c.strip()]
     if args._serve is not None:
-        overrides = {"device": args.device, "precision": precisions[0], "channels_last": args.channels_last == "y"}
+        overrides = {"device": args.device, "precision": precisions[0], "channels_last": args.channels_last == "y",
+                     "compile": compiles[0]}
         return serve_ours(_config(args._serve, args.smoke), threads, overrides)
 
     machine = describe_machine()
+    if precisions == ["auto"] and args.sweep:
+        precisions = ["bf16", "fp16"]
     if precisions == ["auto"]:
         # bf16 only where it is computed natively: emulated bf16 (AVX2-only CPUs) is 14-17x slower than fp32
         on_gpu = bool(machine.gpu) and args.device != "cpu"
@@ -438,20 +489,24 @@ def main(argv: list[str] | None = None) -> int:
         raise WorkbenchError("--dfl needs --dfl-python", hint="the Python of DFL's own environment, e.g. "
                                                               "~/dfl-venv/bin/python (see the README)")
     onednn = tuple(s.strip() for s in args.dfl_onednn.split(",") if s.strip())
-    configs = [SMOKE] if args.smoke else ([CONFIGS[args.only]] if args.only is not None else list(CONFIGS))
+    configs = [SMOKE] if args.smoke else ([ALL_CONFIGS[args.only]] if args.only is not None
+                                          else list(GPU_SWEEP if args.sweep else CONFIGS))
     rows = []
     with tempfile.TemporaryDirectory(prefix="wb-bench-train-") as tmp:
         for config in configs:
             for precision in precisions:
-                workdir = Path(tmp) / f"{len(rows)}"
-                workdir.mkdir()
-                row = compare(config, steps=args.steps, rounds=args.rounds, warmup=args.warmup, threads=threads,
-                              device=args.device, precision=precision, channels_last=args.channels_last == "y",
-                              dfl=dfl if precision == "fp32" else None, dfl_python=args.dfl_python, onednn=onednn,
-                              workdir=workdir, profile_steps=args.profile_steps)
-                rows.append(row)
-                if args.json:
-                    print(json.dumps(row), flush=True)
+                for compile_model in compiles:
+                    workdir = Path(tmp) / f"{len(rows)}"
+                    workdir.mkdir()
+                    row = compare(config, steps=args.steps, rounds=args.rounds, warmup=args.warmup, threads=threads,
+                                  device=args.device, precision=precision, channels_last=args.channels_last == "y",
+                                  dfl=dfl if precision == "fp32" and not compile_model else None,
+                                  dfl_python=args.dfl_python, onednn=onednn, workdir=workdir,
+                                  profile_steps=0 if args.sweep else args.profile_steps,  # a CPU-time split
+                                  compile_model=compile_model, gpu_name=machine.gpu)
+                    rows.append(row)
+                    if args.json:
+                        print(json.dumps(row), flush=True)
     if not args.json:
         print_table(rows, machine_line(machine))
     return 0
