@@ -158,9 +158,9 @@ def _shown_image(html: str) -> np.ndarray:
 
 def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path):  # noqa: F811
     """The Live tab's plain functions: model list, model export, one streamed frame, recording to output/."""
+    from workbench.app.common import MODEL_FILE_PREFIX
     from workbench.app.context import AppContext
     from workbench.app.live_tab import (
-        FILE_PREFIX,
         LiveSessions,
         export_model_cb,
         live_configure,
@@ -175,13 +175,13 @@ def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path)
     out = export_model_cb(root, RUN, "onnx", overwrite=True)
     assert "loads in onnxruntime" in out["status"], out
     choices = live_model_choices(root)
-    assert f"{FILE_PREFIX}output/{RUN}.onnx" in choices
+    assert f"{MODEL_FILE_PREFIX}output/{RUN}.onnx" in choices
     assert "exists" in export_model_cb(root, RUN, "onnx")["status"]  # no silent overwrite
     assert "no training run" in export_model_cb(root, "", "dfm")["status"].lower()
 
     sessions = LiveSessions()
     settings = {"mode": "overlay", "erode": 0, "blur": 0}
-    model = f"{FILE_PREFIX}output/{RUN}.onnx"
+    model = f"{MODEL_FILE_PREFIX}output/{RUN}.onnx"
     # a frame before the page configured a session: a message, and no session is made for it
     early = live_frame(ctx, sessions, frames[0], None)
     assert "no model selected" in early["live_out"] and "<img" not in early["live_out"]
@@ -198,7 +198,7 @@ def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path)
     assert _shown_image(again["live_out"]).shape == (480, 1280, 3)  # side by side, same session
     untrained = live_configure(ctx, sessions, root, model, False, {**settings, "mask_mode": "xseg-dst"}, key)
     assert "need a trained XSeg model" in untrained["live_stats"]  # said when chosen, not a failure per frame
-    bad = live_configure(ctx, sessions, root, f"{FILE_PREFIX}../../etc/passwd", False, settings, key)
+    bad = live_configure(ctx, sessions, root, f"{MODEL_FILE_PREFIX}../../etc/passwd", False, settings, key)
     assert "outside the project" in bad["live_stats"]
     assert "outside the project" in live_frame(ctx, sessions, frames[1], key)["live_out"]
     live_configure(ctx, sessions, root, model, False, settings, key)

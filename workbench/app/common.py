@@ -32,6 +32,11 @@ SIDES = ("src", "dst")
 MODEL_FILE_PREFIX = "file: "
 
 
+def is_model_file(choice: str | None) -> bool:
+    """A model list entry naming a DFM/ONNX file of the project (not a training run)."""
+    return bool(choice) and str(choice).startswith(MODEL_FILE_PREFIX)
+
+
 def error_text(exc: BaseException) -> str:
     """One Markdown paragraph for a user-facing error (message, file, hint)."""
     if isinstance(exc, WorkbenchError):

@@ -179,7 +179,8 @@ def merge_as_job(root: str, run: str | None, settings: Mapping[str, Any], tempor
                  store: JobStore | None = None, start_server: bool = True) -> dict[str, Any]:
     """The Merge tab's form as a queued ``workbench merge`` job: the form is saved as the project's default
     (``merge.json``, which the merge command reads), then the whole clip is merged in the job's process."""
-    from .tab_merge import is_model_file, project_relative_model, save_merge_default
+    from .common import is_model_file
+    from .tab_merge import project_relative_model, save_merge_default
 
     if not root:
         raise WorkbenchError("no project is open", hint="open a project in the Project tab first")

@@ -21,11 +21,10 @@ import numpy as np
 
 from ..errors import ExportError, MergeError, WorkbenchError
 from ..project import Project
-from .common import MODEL_FILE_PREFIX, _project, _run_dir, _safe_file_name, error_text, guarded
+from .common import MODEL_FILE_PREFIX, _project, _run_dir, _safe_file_name, error_text, guarded, is_model_file
 from .context import AppContext
 
 RUN_PREFIX = "run: "
-FILE_PREFIX = MODEL_FILE_PREFIX
 STREAM_EVERY = 0.05  # seconds between webcam frames sent by the page (the server drops what it cannot keep up with)
 
 LIVE_TEXT = """**What is happening here?** Your webcam frames go to the workbench on this machine (never anywhere
@@ -53,7 +52,7 @@ def live_model_choices(root: str | None) -> list[str]:
 
     choices = [RUN_PREFIX + name for name in reversed(merge_run_choices(root))]
     project = Project.open(root)
-    return choices + [FILE_PREFIX + project.relative(path) for path in find_model_files(project)]
+    return choices + [MODEL_FILE_PREFIX + project.relative(path) for path in find_model_files(project)]
 
 
 def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any, str]:
@@ -62,17 +61,16 @@ def load_live_model(ctx: AppContext, project: Project, choice: str) -> tuple[Any
     Raises:
         MergeError: nothing chosen or an unknown choice; ExportError / TrainingError from loading.
     """
-    from ..export_model import MODEL_SUFFIXES, load_onnx_predictor
+    from ..export_model import load_onnx_predictor
+    from .tab_merge import model_file_path
 
     if not choice:
         raise MergeError("no model selected", hint="train a run, or export/copy a .dfm file into output/")
     if choice.startswith(RUN_PREFIX):
         run_dir = _run_dir(project, choice[len(RUN_PREFIX):])
         return ctx.predictor(run_dir), f"run {run_dir.name}"
-    if choice.startswith(FILE_PREFIX):
-        path = project.resolve_inside(choice[len(FILE_PREFIX):])
-        if path.suffix.lower() not in MODEL_SUFFIXES:
-            raise MergeError("not a DFM/ONNX model file", path)
+    if is_model_file(choice):
+        path = model_file_path(project, choice)  # the Merge tab's rule: inside the project, .dfm/.onnx, present
         return load_onnx_predictor(path, threads=1), f"model file {path.name}"
     raise MergeError(f"unknown model choice {choice!r}", hint="pick one from the list")
 
@@ -271,7 +269,7 @@ def export_model_cb(root: str, run: str | None, fmt: str, overwrite: bool = Fals
     info = load_onnx_predictor(out, threads=1).info
     return {"status": f"Wrote `{project.relative(out)}` ({out.stat().st_size / 1e6:.1f} MB): {info.architecture}, "
                       f"{info.resolution} px, face type {info.face_type}, step {info.step}; it loads in onnxruntime.",
-            "live_model": _choices_update(root, FILE_PREFIX + project.relative(out))}
+            "live_model": _choices_update(root, MODEL_FILE_PREFIX + project.relative(out))}
 
 
 def _choices_update(root: str | None, value: str | None = None) -> Any:

@@ -8,7 +8,6 @@ from typing import Any
 from ..errors import ExportError, WorkbenchError
 from ..project import Project, read_frame_index
 from .common import (
-    MODEL_FILE_PREFIX,
     _child,
     _human_size,
     _progress,
@@ -16,6 +15,7 @@ from .common import (
     _safe_file_name,
     _update,
     guarded,
+    is_model_file,
 )
 from .tab_project import project_overview
 
@@ -78,7 +78,7 @@ def export_video_cb(root: str, name: str, run: str | None = None, label: bool = 
                     crf: int = 18, progress: Any = None) -> dict[str, Any]:
     """Encode the merged frames and show the video, its download and its provenance record."""
     project = _project(root)
-    if run and str(run).startswith(MODEL_FILE_PREFIX):
+    if is_model_file(run):
         run = None  # a model file: the merge recorded it in the merged frames' index, which names it
     _progress(progress, 0.0, "encoding video")
     try:

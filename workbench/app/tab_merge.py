@@ -15,7 +15,17 @@ from ..errors import ConfigError, MergeError, ProjectError, WorkbenchError
 from ..images import to_uint8
 from ..project import Project, read_frame_index
 from . import texts
-from .common import MODEL_FILE_PREFIX, _mtime, _progress, _project, _run_dir, _update, _uploaded_file, guarded
+from .common import (
+    MODEL_FILE_PREFIX,
+    _mtime,
+    _progress,
+    _project,
+    _run_dir,
+    _update,
+    _uploaded_file,
+    guarded,
+    is_model_file,
+)
 from .context import AppContext
 from .tab_project import project_overview
 
@@ -103,12 +113,8 @@ def _default_model(choices: list[str], current: str | None = None) -> str | None
     """Keep the current choice; else the newest run; else the first model file."""
     if current in choices:
         return current
-    runs = [c for c in choices if not c.startswith(MODEL_FILE_PREFIX)]
+    runs = [c for c in choices if not is_model_file(c)]
     return runs[-1] if runs else (choices[0] if choices else None)
-
-
-def is_model_file(choice: str | None) -> bool:
-    return bool(choice) and str(choice).startswith(MODEL_FILE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -119,13 +125,11 @@ class MergeModel:
         predictor: the merger's predictor (a run's torch model or an :class:`~workbench.export_model.OnnxPredictor`).
         key: changes whenever the model's weights change (cache key of the preview's predictions).
         label: what the page says about the model.
-        job_args: the ``workbench merge`` arguments naming it (for "merge all as a job").
     """
 
     predictor: Any
     key: tuple
     label: str
-    job_args: tuple[str, ...]
 
 
 def model_file_path(project: Project, choice: str) -> Path:
@@ -156,14 +160,12 @@ def merge_model(ctx: AppContext, project: Project, choice: str | None) -> MergeM
         path = model_file_path(project, choice)
         predictor = ctx.model_file(path)
         rel = project.relative(path)
-        return MergeModel(predictor, (str(path), _mtime(path)), f"model file `{rel}` ({predictor.describe()})",
-                          ("--model", rel))
+        return MergeModel(predictor, (str(path), _mtime(path)), f"model file `{rel}` ({predictor.describe()})")
     run_dir = _run_dir(project, choice)
     predictor = ctx.predictor(run_dir)
     step = getattr(predictor, "step", None)
     return MergeModel(predictor, (str(run_dir), _mtime(checkpoint_path(run_dir))),
-                      f"training run `{run_dir.name}`" + (f" at step {step}" if step is not None else ""),
-                      ("--run", run_dir.name))
+                      f"training run `{run_dir.name}`" + (f" at step {step}" if step is not None else ""))
 
 
 def project_relative_model(root: str, choice: str) -> str:
