@@ -14,7 +14,8 @@ merger's predictor call (one encoder pass, swap + swap mask + dst mask) at batch
 ``--live-presets`` (default ``tiny``; on CUDA ``tiny,quick,saehd``: the GPU target is >= 25 fps with quick/saehd),
 both backends: frames/s and per-frame latency.
 
-``--device auto`` (the default) times torch on CUDA when ``torch.cuda.is_available()``, else on the CPU, and
+``--device auto`` (the default) times torch on CUDA when ``torch.cuda.is_available()`` (else on Apple's MPS, else on
+the CPU: ``workbench.train.device.resolve_device``), and
 onnxruntime uses its CUDA provider when the installed build has one (``onnxruntime-gpu``); the header says which
 of them this machine has, so a table without CUDA rows says why.
 """
@@ -75,15 +76,6 @@ def _time(fn, repeats: int, min_seconds: float = 1.0) -> float:
         if len(times) > 200:
             break
     return statistics.median(times)
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; anything else is passed through."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def accelerator_lines(device: str) -> list[str]:
@@ -210,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls at least (default 5)")
     parser.add_argument("--device", default="auto",
-                        help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
+                        help="torch device: auto (cuda when available, else mps, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--live", action="store_true", help="also time the live pipeline at 640x480")
     parser.add_argument("--live-frames", type=int, default=60)
     parser.add_argument("--live-presets", default=None,
@@ -220,11 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from workbench.errors import ConfigError
+    from workbench.train.device import resolve_device
 
-        raise ConfigError(f"--device {args.device}: torch sees no CUDA GPU here", hint="use --device auto or cpu")
+    device = str(resolve_device(args.device))  # checks that an asked-for CUDA device exists
     print(f"CPU: {cpu_line()}")
     for line in accelerator_lines(device):
         print(line)

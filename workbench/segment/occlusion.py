@@ -149,10 +149,10 @@ def evaluate_occlusion(model, data: OccluderSet, *, redetect: bool = True) -> di
     ``xseg_iou_redetected`` and ``hull_iou_redetected``, the hull of those landmarks.
     """
     from ..masks import hull_mask
-    from .predict import load_xseg, predict_masks
+    from .predict import XSegModel, load_xseg, predict_masks
 
-    if not hasattr(model, "net"):
-        model = load_xseg(model)
+    if not isinstance(model, XSegModel):
+        model = load_xseg(model)  # once, for both predictions
     pred = predict_masks(model, data.images, landmarks=data.landmarks)
     model_iou = mask_iou(pred, data.truth)
     hull_iou = mask_iou(data.hull, data.truth)
