@@ -30,6 +30,26 @@ def test_machine_names_cpu_flags_and_bf16():
     assert ("bf16 native" in line) == m.native_bf16
 
 
+@pytest.mark.parametrize("vendor,family,model,expected", [
+    ("AuthenticAMD", 26, 2, "AMD family 26 model 2 (Zen 5)"),  # Turin, full 512-bit datapath
+    ("AuthenticAMD", 25, 17, "AMD family 25 model 17 (Zen 4)"),  # Genoa
+    ("AuthenticAMD", 25, 1, "AMD family 25 model 1 (Zen 3)"),  # Milan
+    ("AuthenticAMD", 23, 49, "AMD family 23 model 49 (Zen 2)"),  # Rome
+    ("GenuineIntel", 6, 143, "Intel family 6 model 143"),  # Sapphire Rapids: the model name says enough
+])
+def test_machine_line_names_the_core_generation(vendor, family, model, expected):
+    from workbench.machine import Machine, _cpuinfo
+
+    text = (f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\n"
+            "model name\t: Some CPU\nflags\t\t: fpu avx2 fma avx512f\n\n"
+            "processor\t: 1\nvendor_id\t: Other\ncpu family\t: 99\nmodel\t\t: 0\n")
+    name, flags, generation = _cpuinfo(text)
+    assert (flags, generation) == (("avx2", "fma", "avx512f"), expected)
+    line = machine_line(Machine(cpu_model="AMD EPYC", cores=2, flags=flags, gpu="", generation=generation))
+    assert line.startswith(f"machine: AMD EPYC [{expected}], 2 cores usable, flags avx2 fma avx512f (bf16 emulated)")
+    assert _cpuinfo("")[2] == ""  # no /proc/cpuinfo (macOS, Windows): no generation rather than a guess
+
+
 def test_reference_configs_match_deepfacelab():
     quick = preset(bench_train.CONFIGS[0].preset, **bench_train.CONFIGS[0].options)
     # DFL's Quick96: df-ud 96, 128/64/64/16, batch 4, RMSprop 2e-4 with lr_dropout 0.3

@@ -69,7 +69,7 @@ def resolve_precision(precision: str, device: torch.device,
     """The number format a run really trains in, and a note for the user (or None).
 
     ``auto`` never picks a format the device only emulates: bf16 on CUDA GPUs that support it and on CPUs
-    that compute it natively (AVX512-BF16 or AMX: on a Zen 4 EPYC with AVX512-BF16 a Quick96 step costs
+    that compute it natively (AVX512-BF16 or AMX: on an EPYC with AVX512-BF16 a Quick96 step costs
     ~1.5x less CPU time in bf16, the tiny preset's ~1.3x less), else fp32.
     An explicit ``bf16``/``fp16`` on a CPU that emulates it (e.g. AVX2 only: bf16 training measured 14-17x
     slower than fp32) is honoured with a warning. ``flags``: the CPU's flags (default: this machine's).
