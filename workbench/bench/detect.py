@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+
+from ..machine import describe_machine, machine_line
 
 STILLS = {  # shared-data path -> faces in it
     "stills/obama/obama_small.jpg": 1, "stills/obama/obama1.jpg": 1, "stills/obama/obama2.jpg": 1,
@@ -44,26 +45,6 @@ HAMILTON = "videos/fr_short_hamilton_clip.mp4"
 HARD_FRAMES = {30: 1, 0: 1, 240: 1}  # profile pianist, small stage faces, dark audience: at least one face each
 VIDEOS = ("lp_d18.mp4", "lp_d19.mp4", "lp_d3.mp4", "lp_d9.mp4", "vr_face1.mp4", "vr_face4.mp4")
 DETECT_MAX_SIDE = 640  # as extraction
-
-
-def cpu_description() -> str:
-    """CPU model (from /proc/cpuinfo where available), core count and load average."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        have = set(text.split("flags", 1)[1].split("\n", 1)[0].split()) if "flags" in text else set()
-        flags = " ".join(f for f in ("avx2", "avx512f", "fma") if f in have)
-    except OSError:
-        pass
-    return f"{model} [{flags}], {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
 
 
 def imglab_faces(xml_path: Path):
@@ -209,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if data is None:
         print("the shared test media (../shared/data or $WORKBENCH_TEST_DATA) are not present")
         return 1
-    print(f"detect benchmark on {data} - {cpu_description()}")
+    print(f"detect benchmark on {data}\n{machine_line(describe_machine(cuda=False))}")
     if args.calibrate:
         for name in [e for e in args.engines if e in ("haar", "mtcnn", "yunet")]:
             calibration, pairs = calibrate(name, data, args.every)

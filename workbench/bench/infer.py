@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -32,22 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..machine import machine_line
+
 PRESET_NAMES = ("tiny", "quick", "saehd")
-
-
-def cpu_line() -> str:
-    """CPU model and the SIMD flags that decide fp32/bf16 speed."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name") and ":" in line:
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
-    return f"{name}, {os.cpu_count()} logical CPUs, flags: {' '.join(f for f in wanted if f in flags) or 'n/a'}"
 
 
 def _build(preset_name: str):
@@ -144,15 +130,12 @@ def bench_live(threads: int, frames_n: int, device: str = "cpu", presets: tuple[
     video = data / "videos" / "lp_d19.mp4" if data else None
     frames = []
     if video is not None and video.is_file():
-        import av
-
-        with av.open(str(video)) as container:
-            for _, f in zip(range(frames_n), container.decode(video=0)):
-                rgb = f.to_ndarray(format="rgb24")
-                canvas = np.full((480, 640, 3), 96, np.uint8)
-                y0, x0 = (480 - rgb.shape[0]) // 2, (640 - rgb.shape[1]) // 2
-                canvas[y0:y0 + rgb.shape[0], x0:x0 + rgb.shape[1]] = rgb[:480, :640]
-                frames.append(canvas)
+        for rgb in _decode_rgb(video, frames_n):
+            canvas = np.full((480, 640, 3), 96, np.uint8)
+            y0, x0 = max(0, (480 - rgb.shape[0]) // 2), max(0, (640 - rgb.shape[1]) // 2)
+            crop = rgb[:480, :640]
+            canvas[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+            frames.append(canvas)
         source = "lp_d19.mp4 on a 640x480 canvas"
     else:
         rng = np.random.default_rng(0)
@@ -162,6 +145,26 @@ def bench_live(threads: int, frames_n: int, device: str = "cpu", presets: tuple[
     for name in presets:
         rows += _bench_live_preset(name, frames, source, threads, device)
     return rows
+
+
+def _decode_rgb(video: Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` frames of ``video`` as RGB uint8: PyAV (the workbench's reader) where installed, else
+    OpenCV (a GPU machine's image often has opencv but not PyAV; the benchmark needs frames, not timestamps)."""
+    try:
+        import av
+    except ImportError:
+        import cv2
+
+        capture, frames = cv2.VideoCapture(str(video)), []
+        while len(frames) < count:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        capture.release()
+        return frames
+    with av.open(str(video)) as container:
+        return [f.to_ndarray(format="rgb24") for _, f in zip(range(count), container.decode(video=0))]
 
 
 def _bench_live_preset(name: str, frames: list, source: str, threads: int, device: str) -> list[dict]:
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.train.device import resolve_device
 
     device = str(resolve_device(args.device))  # checks that an asked-for CUDA device exists
-    print(f"CPU: {cpu_line()}")
+    print(machine_line())
     for line in accelerator_lines(device):
         print(line)
     print(f"torch {torch.__version__}, {args.threads} threads, device {device}; "

@@ -14,31 +14,12 @@ Prints the CPU model, its SIMD flags, torch threads and the load average beside 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_line() -> str:
-    model, flags = platform.processor() or "unknown CPU", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown CPU", "", platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                flags = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in have]
-                break
-    except OSError:
-        pass
-    import torch
-
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    return (f"CPU: {model} ({os.cpu_count()} cores; {' '.join(flags) or 'flags n/a'}); torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+from ..machine import machine_line
 
 
 def _default_faces(tmp: Path) -> list[Path]:
@@ -98,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..segment.predict import apply_masks, load_xseg
 
         summary = apply_masks(load_xseg(run), [copies])
-        print(cpu_line())
+        print(f"{machine_line()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
         print(f"{'measure':44s} {'value':>10s}")
         label = f"train it/s (batch {args.batch_size}, {options.resolution} px)"
         print(f"{label:44s} {1 / train_s:10.2f}")
