@@ -144,16 +144,66 @@ def test_recording_only_when_asked_and_exported_with_provenance(frames, predicto
     assert first[ly, lx].max() > 200  # the label is burnt in
 
 
-def _shown_image(html: str) -> np.ndarray:
-    """The RGB picture inside the Live tab's output HTML (an <img> with a JPEG data URL)."""
+def _shown_image(data_url: str) -> np.ndarray:
+    """The RGB picture of a live answer (a JPEG data URL)."""
     import base64
-    import re
 
     import cv2
 
-    match = re.search(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', html)
-    assert match, html[:200]
-    return cv2.imdecode(np.frombuffer(base64.b64decode(match.group(1)), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    prefix = "data:image/jpeg;base64,"
+    assert data_url and data_url.startswith(prefix), str(data_url)[:80]
+    return cv2.imdecode(np.frombuffer(base64.b64decode(data_url[len(prefix):]), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+
+
+def _jpeg_data_url(rgb: np.ndarray, quality: int = 95) -> str:
+    import base64
+
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+def test_live_frames_through_the_unqueued_http_endpoint(trained_project, frames):  # noqa: F811
+    """The page posts webcam JPEGs to gradio_api/run/live_jpeg: swapped frames come back for a configured session;
+    a wrong key, garbage and oversized input get messages, never a traceback."""
+    import requests
+    from test_app_browser import _free_port
+
+    from workbench.app import build_app, launch_options
+    from workbench.app.common import MODEL_FILE_PREFIX
+    from workbench.app.context import AppContext
+    from workbench.app.live_tab import MAX_FRAME_DATA_URL, LiveSessions, live_configure, live_jpeg
+
+    ctx, sessions = AppContext(trained_project.parent), LiveSessions()
+    model = f"{MODEL_FILE_PREFIX}output/{RUN}.dfm"
+    if not (trained_project / "output" / f"{RUN}.dfm").exists():
+        from workbench.export_model import export_run
+
+        (trained_project / "output").mkdir(exist_ok=True)
+        export_run(trained_project / "models" / RUN, trained_project / "output" / f"{RUN}.dfm")
+    key = live_configure(ctx, sessions, str(trained_project), model, False, {"mode": "overlay"}, None)["live_key"]
+    direct = live_jpeg(ctx, sessions, _jpeg_data_url(frames[0]), key)
+    assert _shown_image(direct["image"]).shape == frames[0].shape and "fps" in direct["stats"]
+    for bad in ("", "data:image/jpeg;base64,!!!", "data:image/jpeg;base64,aGVsbG8=", "x" * (MAX_FRAME_DATA_URL + 1)):
+        answer = live_jpeg(ctx, sessions, bad, key)
+        assert answer["image"] is None and "⚠️" in answer["stats"], (bad[:30], answer)
+    assert "no model selected" in live_jpeg(ctx, sessions, _jpeg_data_url(frames[0]), "not-a-key")["stats"]
+
+    # the running app serves it where the page's script posts (the browser test streams through it end to end)
+    demo = build_app(trained_project)
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **launch_options(demo))
+    try:
+        url = f"http://127.0.0.1:{port}/gradio_api/run/live_jpeg"
+        reply = requests.post(url, json={"data": [_jpeg_data_url(frames[1]), "no-such-session"]}, timeout=60)
+        assert reply.status_code == 200
+        answer = reply.json()["data"][0]
+        assert answer["image"] is None and "no model selected" in answer["stats"]
+    finally:
+        demo.close()
 
 
 def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path):  # noqa: F811
@@ -184,23 +234,25 @@ def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path)
     model = f"{MODEL_FILE_PREFIX}output/{RUN}.onnx"
     # a frame before the page configured a session: a message, and no session is made for it
     early = live_frame(ctx, sessions, frames[0], None)
-    assert "no model selected" in early["live_out"] and "<img" not in early["live_out"]
+    assert early["image"] is None and "no model selected" in early["stats"]
     assert not sessions._lru.data
     key = live_configure(ctx, sessions, root, model, False, settings, None)["live_key"]
     first = live_frame(ctx, sessions, frames[0], key)
-    assert set(first) == {"live_out"} and 'id="live-timing"' in first["live_out"] and "fps" in first["live_out"]
-    shown = _shown_image(first["live_out"])
+    assert set(first) == {"image", "stats"} and 'id="live-timing"' in first["stats"] and "fps" in first["stats"]
+    shown = _shown_image(first["image"])
     assert shown.shape == frames[0].shape
     assert np.abs(shown.astype(int) - frames[0].astype(int)).mean() > 1  # swapped and labelled, not the input
     configured = live_configure(ctx, sessions, root, model, True, settings, key)
     assert configured["live_key"] == key and f"Model: model file {RUN}.onnx" in configured["live_stats"]
+    assert f'data-live-key="{key}"' in configured["live_stats"]  # how the page's frame script finds its session
     again = live_frame(ctx, sessions, frames[1], key)
-    assert _shown_image(again["live_out"]).shape == (480, 1280, 3)  # side by side, same session
+    assert _shown_image(again["image"]).shape == (480, 1280, 3)  # side by side, same session
     untrained = live_configure(ctx, sessions, root, model, False, {**settings, "mask_mode": "xseg-dst"}, key)
     assert "need a trained XSeg model" in untrained["live_stats"]  # said when chosen, not a failure per frame
     bad = live_configure(ctx, sessions, root, f"{MODEL_FILE_PREFIX}../../etc/passwd", False, settings, key)
     assert "outside the project" in bad["live_stats"]
-    assert "outside the project" in live_frame(ctx, sessions, frames[1], key)["live_out"]
+    refused = live_frame(ctx, sessions, frames[1], key)
+    assert refused["image"] is None and "outside the project" in refused["stats"]
     live_configure(ctx, sessions, root, model, False, settings, key)
 
     # the stand-alone /live page: no form, the project's saved merge settings (merge.json)
@@ -217,7 +269,7 @@ def test_live_tab_callbacks_without_a_browser(trained_project, frames, tmp_path)
         assert sessions.find(page_key).swapper.settings.blur == 37
     finally:
         (trained_project / "merge.json").unlink(missing_ok=True)
-    assert _shown_image(live_frame(ctx, sessions, frames[0], page_key)["live_out"]).shape == frames[0].shape
+    assert _shown_image(live_frame(ctx, sessions, frames[0], page_key)["image"]).shape == frames[0].shape
     assert live_page_project(ctx, trained_project.name) == {"root": str(trained_project.resolve())}
     assert live_page_project(ctx, "../etc") == {"root": None}
 

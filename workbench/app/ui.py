@@ -33,6 +33,11 @@ CSS = """
 #train-step, #train-step p { font-size: 1.35em; font-weight: 600; }
 .learn { opacity: 0.92; font-size: 0.95em; }
 #extract-status, #merge-status, #export-status { min-height: 4.6em; }
+.live-controls { display: flex; gap: 12px; align-items: center; flex-wrap: wrap; margin: 4px 0 8px; }
+.live-controls button { padding: 6px 14px; border-radius: 6px; border: 1px solid #999; cursor: pointer; }
+.live-panes { display: flex; gap: 12px; flex-wrap: wrap; }
+.live-panes > div { flex: 1 1 320px; min-width: 0; min-height: 120px; background: rgba(127,127,127,0.08); }
+.live-note { opacity: 0.75; font-size: 0.9em; }
 """
 
 # The options shown first on the Train tab; every other TrainOptions field is in "All other options".
@@ -411,7 +416,8 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                                              elem_id="provenance")
                         export_eval = gr.Markdown(elem_id="export-evaluation")
 
-            live_tab.build_live_tab(ctx, root_state, setting_comps, _wire)  # 6 · Live + model export
+            live_sessions = live_tab.LiveSessions()  # one per app: the tab, /live and the frame endpoint share it
+            live_tab.build_live_tab(ctx, live_sessions, root_state, setting_comps, _wire)  # 6 · Live + model export
             build_jobs_tab(_wire, root_state)
 
         timer = gr.Timer(poll_seconds)
@@ -549,7 +555,7 @@ def build_app(project_root: str | Path | None = None, *, workspace: str | Path |
                          "crf": export_crf}, export_status)
         _wire(exports.input, tab_export.show_export, {**R, "name": exports}, export_out)
 
-    live_tab.build_live_page(ctx, demo, root, _wire)  # /live: the live view on a small, fast page
+    live_tab.build_live_page(ctx, live_sessions, demo, root, _wire)  # /live: the live view on a page of its own
 
     def served(new_root: Path) -> None:
         if str(new_root) not in demo.allowed_paths:
