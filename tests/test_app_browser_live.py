@@ -94,7 +94,7 @@ def _check_swapped(image: np.ndarray, source: np.ndarray) -> dict[str, float]:
     """The output differs from the camera frame inside the face, matches it outside, and carries the label."""
     from helpers import largest_face_landmarks
 
-    from workbench.export import draw_synthetic_label
+    from workbench.label import draw_synthetic_label
     from workbench.masks import hull_mask
 
     lm = largest_face_landmarks(source.astype(np.float32) / 255.0)

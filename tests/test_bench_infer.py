@@ -36,3 +36,18 @@ def test_infer_bench_prints_machine_models_and_live_rows(data_dir, capsys):
     for r in live:
         fps, faces = float(r[-7]), int(r[-2])
         assert fps > 0 and faces == 8  # every frame of lp_d19 has its face found and swapped
+
+
+def test_live_pipeline_and_benches_import_without_pyav():
+    # GPU machines' images often lack PyAV: the live pipeline, its label and the GPU benchmarks must not need it
+    import subprocess
+
+    code = ("import sys; sys.modules['av'] = None\n"
+            "import numpy as np\n"
+            "import workbench.live, workbench.bench.infer, workbench.bench.train\n"
+            "from workbench.label import draw_synthetic_label\n"
+            "out = draw_synthetic_label(np.zeros((48, 64, 3), np.uint8))\n"
+            "print(int(out.max()))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) > 200  # the white letters were drawn on the black frame

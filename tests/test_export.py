@@ -17,12 +17,12 @@ from workbench.errors import ConfigError, ExportError
 from workbench.export import (
     STATEMENT,
     Provenance,
-    draw_synthetic_label,
     export_video,
     file_sha256,
     read_provenance,
 )
 from workbench.images import write_image
+from workbench.label import draw_synthetic_label
 from workbench.video import frame_timestamps, iter_frames, probe_video
 
 FAST = {"preset": "veryfast", "progress": False}

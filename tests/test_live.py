@@ -9,7 +9,8 @@ from model_fixtures import RUN, dst_frames, read_frames, trained_project  # noqa
 from train_fixtures import faceset_pair, one_torch_thread  # noqa: F401  (fixtures)
 
 from workbench.errors import ConfigError, ExportError
-from workbench.export import draw_synthetic_label, read_provenance
+from workbench.export import read_provenance
+from workbench.label import draw_synthetic_label
 from workbench.live import LandmarkTracker, LiveOptions, LiveRecorder, LiveSwapper
 from workbench.masks import hull_mask
 from workbench.merge import MergeSettings

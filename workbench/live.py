@@ -257,8 +257,8 @@ class LiveSwapper:
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> LiveResult:
         """Swap the faces of one RGB frame (uint8 or float [0,1])."""
-        from .export import draw_synthetic_label
         from .images import to_uint8
+        from .label import draw_synthetic_label
         from .merge import merge_frame
 
         t0 = time.perf_counter()

@@ -467,7 +467,7 @@ LIVE_VIEW_HTML = """<div class="live-view">
   <button id="live-start" class="lg secondary">▶ Start webcam</button>
   <button id="live-halt" class="lg secondary">■ Stop webcam</button>
   <label><input type="checkbox" id="live-mirror" checked> mirror</label>
-  <span class="live-note">the webcam stays on this machine</span>
+  <span class="live-note">frames go only to this workbench server</span>
  </div>
  <div class="live-panes">
   <div id="live-cam"><video autoplay muted playsinline style="max-width:100%;height:auto;transform:scaleX(-1)"></video></div>
@@ -477,7 +477,7 @@ LIVE_VIEW_HTML = """<div class="live-view">
 </div>"""
 
 # The page's side of the live view: webcam -> JPEG -> POST gradio_api/run/live_jpeg -> <img>, one frame in flight.
-# Installed once per page (a click on the start button anywhere on it), so the tab and /live share it.
+# Installed once per page (the tab's select or the page's load runs it); it listens for the start/stop buttons.
 LIVE_JS = r"""
 () => {
   if (window.__wbLive) return;
@@ -516,10 +516,10 @@ LIVE_JS = r"""
         out = r.ok ? (await r.json()).data[0] : {image: null, stats: null, error: 'the server answered ' + r.status};
       } catch (e) { out = {image: null, stats: null, error: String(e)}; }
       const t2 = performance.now();
-      // where a frame's time goes in the page (the browser test reports it): grab + encode, request, all
+      // where a frame's time goes in the page (the browser test reports it): grab + encode, then the request
       state.timings.push({grab_encode: t1 - t0, request: t2 - t1});
       if (state.timings.length > 300) state.timings.shift();
-      if (seq > state.shown) {
+      if (seq > state.shown) {  // an answer to a worker of an earlier start never replaces a newer one
         state.shown = seq;
         const img = q('#live-out img'), box = q('#live-frame-stats');
         if (out.image && img) img.src = out.image;
