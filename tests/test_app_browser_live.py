@@ -216,7 +216,7 @@ def test_live_tab_with_a_fake_camera(live_app):
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "live_tab.png"), full_page=False)
             stats_text = page.locator("#live-timing").inner_text()
-            assert "fps" in stats_text and "processing" in stats_text
+            assert "fps" in stats_text and "processing" in stats_text and "page round trip" in stats_text
 
             # record 2 s: written by the normal export into output/
             page.locator("#live-record").click()

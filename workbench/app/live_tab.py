@@ -523,7 +523,13 @@ LIVE_JS = r"""
         state.shown = seq;
         const img = q('#live-out img'), box = q('#live-frame-stats');
         if (out.image && img) img.src = out.image;
-        if (box) { if (out.stats) box.innerHTML = out.stats; else say('⚠️ ' + (out.error || 'no answer')); }
+        if (box) {
+          if (out.stats) {
+            box.innerHTML = out.stats;  // the server's line, then what the page measured: grab to answer
+            const line = box.querySelector('#live-timing');
+            if (out.image && line) line.append(` · page round trip ${Math.round(t2 - t0)} ms`);
+          } else say('⚠️ ' + (out.error || 'no answer'));
+        }
       }
       await sleep(out.image ? Math.max(0, __INTERVAL_MS__ - (performance.now() - t0)) : 500);
     }
