@@ -90,3 +90,14 @@ def build_trained_project(root: Path, faceset_pair: tuple[Path, Path], dst_frame
     Trainer(model_options(lr=1e-3), src, dst, run_dir=project.models_dir / RUN).run(steps=TRAIN_STEPS)
     marker.write_text("{}")
     return root
+
+
+def exported_dfm(project: Path) -> Path:
+    """``output/run1.dfm`` of a trained project: the run exported once, then reused by later tests."""
+    from workbench.export_model import export_run
+
+    dfm = project / "output" / f"{RUN}.dfm"
+    if not dfm.exists():
+        dfm.parent.mkdir(parents=True, exist_ok=True)
+        export_run(project / "models" / RUN, dfm)
+    return dfm

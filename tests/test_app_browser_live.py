@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from fake_camera import DECODE_JS, FPS, STRIP, stamp, write_y4m
-from model_fixtures import RUN, dst_frames, read_frames, trained_project  # noqa: F401  (fixtures)
+from model_fixtures import RUN, dst_frames, exported_dfm, read_frames, trained_project  # noqa: F401  (fixtures)
 from test_app_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _need
 from train_fixtures import faceset_pair  # noqa: F401  (fixture)
 
@@ -67,12 +67,8 @@ def live_app(tmp_path_factory, trained_project, data_file):  # noqa: F811
     except ImportError:
         _need(False, "the playwright package is missing")
     from workbench.app import build_app, launch_options
-    from workbench.export_model import export_run
 
-    dfm = trained_project / "output" / f"{RUN}.dfm"
-    if not dfm.exists():
-        dfm.parent.mkdir(parents=True, exist_ok=True)
-        export_run(trained_project / "models" / RUN, dfm)
+    exported_dfm(trained_project)
     frames = read_frames(data_file("videos/lp_d19.mp4"), CLIP_FRAMES)
     clip = write_y4m(list(frames), tmp_path_factory.mktemp("camera") / "clip.y4m")
     demo = build_app(trained_project)
@@ -148,9 +144,10 @@ def _check_row(live_app, image: np.ndarray, row: dict) -> dict[str, float]:
         source = np.ascontiguousarray(source[:, ::-1])
     assert image.shape == source.shape
     check = _check_swapped(image, source)
-    assert check["inside"] > 12, check
-    assert check["outside"] < 6, check
-    assert check["label_vs_labelled"] < 12 < check["label_vs_source"], check
+    seen = {k: row[k] for k in ("out", "cam", "faces", "processing")}
+    assert check["inside"] > 12, (check, seen)
+    assert check["outside"] < 6, (check, seen)
+    assert check["label_vs_labelled"] < 12 < check["label_vs_source"], (check, seen)
     return check
 
 

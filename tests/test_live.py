@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from model_fixtures import RUN, dst_frames, read_frames, trained_project  # noqa: F401  (fixtures)
+from model_fixtures import RUN, dst_frames, exported_dfm, read_frames, trained_project  # noqa: F401  (fixtures)
 from train_fixtures import faceset_pair, one_torch_thread  # noqa: F401  (fixtures)
 
 from workbench.errors import ConfigError, ExportError
@@ -179,11 +179,7 @@ def test_live_frames_through_the_unqueued_http_endpoint(trained_project, frames)
 
     ctx, sessions = AppContext(trained_project.parent), LiveSessions()
     model = f"{MODEL_FILE_PREFIX}output/{RUN}.dfm"
-    if not (trained_project / "output" / f"{RUN}.dfm").exists():
-        from workbench.export_model import export_run
-
-        (trained_project / "output").mkdir(exist_ok=True)
-        export_run(trained_project / "models" / RUN, trained_project / "output" / f"{RUN}.dfm")
+    exported_dfm(trained_project)
     key = live_configure(ctx, sessions, str(trained_project), model, False, {"mode": "overlay"}, None)["live_key"]
     direct = live_jpeg(ctx, sessions, _jpeg_data_url(frames[0]), key)
     assert _shown_image(direct["image"]).shape == frames[0].shape and "fps" in direct["stats"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ExportError, MergeError, WorkbenchError
 from ..project import Project
-from .common import MODEL_FILE_PREFIX, _project, _run_dir, _safe_file_name, error_text, guarded, is_model_file
+from .common import MODEL_FILE_PREFIX, _project, _run_dir, _safe_file_name, guarded, is_model_file
 from .context import AppContext
 
 RUN_PREFIX = "run: "
@@ -147,11 +147,6 @@ def _message_html(key: str, text: str, element_id: str = "live-message") -> str:
     return f'<div id="{element_id}" data-live-key="{html.escape(key)}">{html.escape(text)}</div>'
 
 
-def _plain(exc: WorkbenchError) -> str:
-    """error_text without its Markdown (the live view shows it as plain text)."""
-    return error_text(exc).replace("**", "").replace("`", "").replace("  \n", " - ")
-
-
 def _load_swapper(ctx: AppContext, session: LiveSession) -> None:
     """(Re)build the session's swapper when the project, model or layout changed (raises WorkbenchError)."""
     from ..live import LiveOptions, LiveSwapper
@@ -192,7 +187,7 @@ def live_configure(ctx: AppContext, sessions: LiveSessions, root: str | None, mo
                 _load_swapper(ctx, session)
             message = f"Model: {session.description}. Start the webcam (or keep it running)."
     except WorkbenchError as exc:
-        session.error = _plain(exc)
+        session.error = str(exc)  # message [path], hint: plain text
         message = f"⚠️ {session.error}"
     return {"live_key": key, "live_stats": _message_html(key, message)}
 
@@ -226,7 +221,7 @@ def live_frame(ctx: AppContext, sessions: LiveSessions, frame: np.ndarray | None
             stats = _stats_html(session, result, received_ms, recorder.recording)
         return {"image": jpeg_data_url(result.image), "stats": stats}
     except WorkbenchError as exc:
-        return {"image": None, "stats": _message_html(key, f"⚠️ {_plain(exc)}", "live-timing")}
+        return {"image": None, "stats": _message_html(key, f"⚠️ {exc}", "live-timing")}
 
 
 def live_jpeg(ctx: AppContext, sessions: LiveSessions, frame: str, session_key: str) -> dict[str, Any]:
