@@ -79,6 +79,39 @@ def test_registry_and_cache():
         detect_faces(np.zeros((64, 64, 3), np.float32), engine="nope")
 
 
+def test_shared_dlib_engine_detects_from_two_threads(data_file):
+    """load_engine shares one engine per process; the app's live endpoint and a preview (or two live pages) detect
+    at once on images of different sizes. dlib's detector keeps its pyramid inside the object, so without the
+    engine's lock this corrupts the heap (seen: 'munmap_chunk(): invalid pointer'). Run in a child process, so
+    a crash fails this test instead of killing the suite."""
+    import subprocess
+    import sys
+
+    code = f"""
+import threading
+import cv2
+from workbench.detect import load_engine
+from workbench.images import read_image
+big = (read_image({str(data_file("stills/obama/obama1.jpg"))!r}) * 255).round().astype("uint8")
+small = cv2.resize(big, (big.shape[1] // 2, big.shape[0] // 2))
+engine = load_engine("dlib")
+expected = {{id(big): engine.detect(big), id(small): engine.detect(small)}}
+wrong = []
+def work(image):
+    for _ in range(40):
+        if engine.detect(image) != expected[id(image)]:
+            wrong.append(1)
+threads = [threading.Thread(target=work, args=(image,)) for image in (big, small)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(expected[id(big)]), len(expected[id(small)]), len(wrong))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    faces_big, faces_small, wrong = map(int, result.stdout.split())
+    assert faces_big == 1 and faces_small == 1 and wrong == 0  # same answers as one thread alone
+
+
 def test_dlib_cnn_engine(data_file):
     image = read_image(data_file("stills/obama/obama_small.jpg"))
     faces = detect_faces(image, "dlib_cnn")

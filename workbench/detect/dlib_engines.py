@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .base import (
@@ -33,10 +35,16 @@ class DlibHogEngine:
         self.upsample = int(upsample)
         self.threshold = float(threshold)
         self._detector = dlib.get_frontal_face_detector()
+        # dlib's detectors keep their image pyramid inside the object: two threads detecting at once on images
+        # of different sizes corrupt the heap (the live endpoint beside a preview or a second live page do
+        # that), and load_engine shares one engine per process. So a detection holds the engine's lock.
+        self._lock = threading.Lock()
         shape_predictor()  # load (once per process) now, so a missing model file fails at construction
 
     def detect(self, image: np.ndarray) -> list[tuple[Box, float]]:
-        rects, scores, _ = self._detector.run(as_dlib_image(image), self.upsample, self.threshold)
+        pixels = as_dlib_image(image)
+        with self._lock:
+            rects, scores, _ = self._detector.run(pixels, self.upsample, self.threshold)
         return [(_rect_to_box(r), float(s)) for r, s in zip(rects, scores)]
 
     def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
@@ -58,6 +66,8 @@ class DlibCnnEngine(DlibHogEngine):
         )
 
     def detect(self, image: np.ndarray) -> list[tuple[Box, float]]:
-        dets = self._cnn(as_dlib_image(image), self.upsample)
+        pixels = as_dlib_image(image)
+        with self._lock:  # as the HOG detector: one image at a time through the shared dlib object
+            dets = self._cnn(pixels, self.upsample)
         return [(_rect_to_box(d.rect), float(d.confidence)) for d in dets if d.confidence >= self.threshold]
 
